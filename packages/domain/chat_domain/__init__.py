@@ -1,0 +1,4 @@
+"""The chat domain: entities, use cases and the ports they need.
+
+Pure Python: nothing here imports a framework, a driver or an adapter.
+"""

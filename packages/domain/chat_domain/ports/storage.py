@@ -1,0 +1,129 @@
+"""Storage ports: repositories reached through one unit of work (one transaction)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+from chat_domain.entities import Member, Membership, Message, Room, RoomSummary, User
+
+
+class UserRepository(ABC):
+    @abstractmethod
+    async def add(self, user: User) -> None:
+        """Store a new user; raise ``Conflict`` if the username is taken."""
+
+    @abstractmethod
+    async def get(self, user_id: str) -> User | None: ...
+
+    @abstractmethod
+    async def get_by_username(self, username: str) -> User | None: ...
+
+    @abstractmethod
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        """Users whose username starts with ``prefix``, by username."""
+
+
+class RoomRepository(ABC):
+    @abstractmethod
+    async def add(self, room: Room) -> None:
+        """Store a new room; raise ``Conflict`` if its direct pair already has one."""
+
+    @abstractmethod
+    async def get(self, room_id: str) -> Room | None: ...
+
+    @abstractmethod
+    async def get_direct(self, direct_key: str) -> Room | None: ...
+
+    @abstractmethod
+    async def add_member(self, membership: Membership) -> None: ...
+
+    @abstractmethod
+    async def remove_member(self, room_id: str, user_id: str) -> None: ...
+
+    @abstractmethod
+    async def get_membership(self, room_id: str, user_id: str) -> Membership | None: ...
+
+    @abstractmethod
+    async def members(self, room_id: str) -> list[Member]:
+        """The room's members with their usernames, by join time."""
+
+    @abstractmethod
+    async def member_ids(self, room_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def summaries_for(self, user_id: str) -> list[RoomSummary]:
+        """The user's rooms, most recent activity first, with last message and unread count."""
+
+    @abstractmethod
+    async def room_ids_of(self, user_id: str) -> list[str]: ...
+
+    @abstractmethod
+    async def allocate_seq(self, room_id: str) -> int:
+        """Take the room's next ``seq``. The number is only used if the transaction commits;
+        a rollback frees it, so the sequence has no gap. Concurrent callers of one room wait."""
+
+    @abstractmethod
+    async def advance_marker(
+        self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None
+    ) -> Membership | None:
+        """Move markers forward only (never back); return the membership after the change."""
+
+
+class MessageRepository(ABC):
+    @abstractmethod
+    async def add(self, message: Message) -> None:
+        """Store a message that has its ``seq``."""
+
+    @abstractmethod
+    async def get(self, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def update(self, message: Message) -> None:
+        """Save an edit or a tombstone."""
+
+    @abstractmethod
+    async def page(
+        self, room_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        """Messages in ascending ``seq`` and whether more lie beyond the page.
+
+        With ``after_seq``: the first ``limit`` after it (more = newer ones remain).
+        Otherwise: the last ``limit`` before ``before_seq`` (or the newest), (more = older remain).
+        """
+
+
+class UnitOfWork(ABC):
+    """One transaction over the repositories. Leaving the block without ``commit`` rolls back."""
+
+    users: UserRepository
+    rooms: RoomRepository
+    messages: MessageRepository
+
+    async def __aenter__(self) -> UnitOfWork:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.rollback()
+
+    @abstractmethod
+    async def commit(self) -> None: ...
+
+    @abstractmethod
+    async def rollback(self) -> None: ...
+
+
+class UnitOfWorkFactory(ABC):
+    """Opens units of work; the storage adapter's entry point."""
+
+    @abstractmethod
+    def __call__(self) -> UnitOfWork: ...
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Raise ``Unavailable`` if the database does not answer (readiness probe)."""

@@ -1,0 +1,16 @@
+"""Who may see a room: its members, and nobody else learns it exists."""
+
+from __future__ import annotations
+
+from chat_domain.entities import Membership, Room
+from chat_domain.errors import NotFound
+from chat_domain.ports.storage import UnitOfWork
+
+
+async def require_member(uow: UnitOfWork, room_id: str, user_id: str) -> tuple[Room, Membership]:
+    """The room and the caller's membership; ``NotFound`` alike for no room and no membership."""
+    membership = await uow.rooms.get_membership(room_id, user_id)
+    room = await uow.rooms.get(room_id) if membership else None
+    if membership is None or room is None:
+        raise NotFound("room not found")
+    return room, membership

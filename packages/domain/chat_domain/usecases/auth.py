@@ -1,0 +1,94 @@
+"""Register, log in, and resolve a token to its user."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat_domain.entities import (
+    User,
+    check_password,
+    normalise_display_name,
+    normalise_username,
+)
+from chat_domain.errors import Conflict, Unauthorized
+from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
+from chat_domain.ports.storage import UnitOfWorkFactory
+from chat_domain.ports.system import Clock, IdGenerator
+
+USER_SEARCH_LIMIT = 20
+
+
+class RegisterUser:
+    """Create an account; the username is unique without regard to case."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, clock: Clock, ids: IdGenerator
+    ) -> None:
+        self._uow, self._hasher, self._clock, self._ids = uow, hasher, clock, ids
+
+    async def __call__(self, username: str, password: str, display_name: str | None) -> User:
+        username = normalise_username(username)
+        check_password(password)
+        name = normalise_display_name(display_name, username)
+        async with self._uow() as uow:
+            if await uow.users.get_by_username(username):
+                raise Conflict("username: already taken")
+        # Hash outside the transaction: it is slow on purpose.
+        password_hash = await self._hasher.hash(password)
+        user = User(self._ids.new_id(), username, name, self._clock.now(), password_hash)
+        async with self._uow() as uow:
+            await uow.users.add(user)  # raises Conflict if a racing register won
+            await uow.commit()
+        return user
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    token: IssuedToken
+    user: User
+
+
+class LogIn:
+    """Trade a username and password for an access token."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, tokens: TokenService
+    ) -> None:
+        self._uow, self._hasher, self._tokens = uow, hasher, tokens
+
+    async def __call__(self, username: str, password: str) -> Session:
+        async with self._uow() as uow:
+            user = await uow.users.get_by_username(username.strip().lower())
+        # One answer for an unknown user and a wrong password, so names cannot be probed.
+        if user is None or not await self._hasher.verify(user.password_hash, password):
+            raise Unauthorized("invalid username or password")
+        return Session(self._tokens.issue(user.id), user)
+
+
+class Authenticate:
+    """Resolve an access token to the user it was issued to."""
+
+    def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService) -> None:
+        self._uow, self._tokens = uow, tokens
+
+    async def __call__(self, token: str | None) -> User:
+        if not token:
+            raise Unauthorized("missing access token")
+        user_id = self._tokens.verify(token)
+        async with self._uow() as uow:
+            user = await uow.users.get(user_id)
+        if user is None:
+            raise Unauthorized("invalid access token")
+        return user
+
+
+class SearchUsers:
+    """Find users by username prefix."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, prefix: str) -> list[User]:
+        prefix = prefix.strip().lower()
+        async with self._uow() as uow:
+            return await uow.users.search(prefix, USER_SEARCH_LIMIT)

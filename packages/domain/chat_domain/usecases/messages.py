@@ -1,0 +1,203 @@
+"""The message path: send (accept into the broker), store (worker side), history, edit, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chat_domain.entities import Message, MessageStatus, normalise_body
+from chat_domain.errors import Forbidden, InvalidInput, NotFound
+from chat_domain.ports.broker import MessageBroker
+from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.storage import UnitOfWorkFactory
+from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.usecases.access import require_member
+from chat_domain.views import message_view
+
+MESSAGE_NEW = "message:new"
+MESSAGE_UPDATED = "message:updated"
+MESSAGE_DELETED = "message:deleted"
+CLIENT_MSG_ID_MAX = 64
+PAGE_LIMIT_MAX, PAGE_LIMIT_DEFAULT = 200, 50
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message: Message
+    status: MessageStatus
+
+
+class SendMessage:
+    """Accept a message: check it, hand it durably to the broker, answer before it is stored.
+
+    A retry with the same ``client_msg_id`` (same sender, same room) gets the same
+    message id, derived from those three, so it is the same on every node; the
+    store step keeps one copy per id however many times it is published.
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, broker: MessageBroker, clock: Clock, ids: IdGenerator
+    ) -> None:
+        self._uow, self._broker, self._clock, self._ids = uow, broker, clock, ids
+
+    async def __call__(
+        self, sender_id: str, room_id: str, body: str, client_msg_id: str | None = None
+    ) -> SendResult:
+        body = normalise_body(body)
+        if client_msg_id is not None and not 1 <= len(client_msg_id) <= CLIENT_MSG_ID_MAX:
+            raise InvalidInput(f"client_msg_id: must be 1..{CLIENT_MSG_ID_MAX} characters")
+        message_id = (
+            self._ids.stable_id("message", room_id, sender_id, client_msg_id)
+            if client_msg_id
+            else self._ids.new_id()
+        )
+        async with self._uow() as uow:
+            await require_member(uow, room_id, sender_id)
+            stored = await uow.messages.get(message_id) if client_msg_id else None
+        if stored is not None:
+            return SendResult(stored, MessageStatus.STORED)
+        message = Message(message_id, room_id, sender_id, body, self._clock.now(), client_msg_id)
+        await self._broker.publish(message)  # raises Unavailable: nothing was accepted
+        return SendResult(message, MessageStatus.ACCEPTED)
+
+
+class StoreMessage:
+    """Worker side: give an accepted message the room's next ``seq``, store it, fan it out.
+
+    Safe to run again for the same message (a broker redelivery after a crash): it is
+    stored once, and emitted again so that no member misses it (clients dedupe by id).
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+        self._uow, self._notifier = uow, notifier
+
+    async def __call__(self, accepted: Message) -> Message:
+        async with self._uow() as uow:
+            stored = await uow.messages.get(accepted.id)
+            if stored is None:
+                seq = await uow.rooms.allocate_seq(accepted.room_id)
+                stored = Message(
+                    accepted.id,
+                    accepted.room_id,
+                    accepted.sender_id,
+                    accepted.body,
+                    accepted.created_at,
+                    accepted.client_msg_id,
+                    seq=seq,
+                )
+                await uow.messages.add(stored)
+            member_ids = await uow.rooms.member_ids(accepted.room_id)
+            await uow.commit()
+        await self._notifier.emit_to_users(member_ids, MESSAGE_NEW, message_view(stored))
+        return stored
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    messages: list[Message]
+    has_more: bool
+    reader_id: str
+    # The lowest markers among the reader's fellow members (None: nobody else is there).
+    others_delivered_seq: int | None
+    others_read_seq: int | None
+
+    def status_of(self, message: Message) -> MessageStatus | None:
+        """Where the reader's own message is on its way; None for other people's messages."""
+        if message.sender_id != self.reader_id or message.seq is None:
+            return None
+        if self.others_read_seq is not None and message.seq <= self.others_read_seq:
+            return MessageStatus.READ
+        if self.others_delivered_seq is not None and message.seq <= self.others_delivered_seq:
+            return MessageStatus.DELIVERED
+        return MessageStatus.STORED
+
+
+def check_page_limit(limit: int | None) -> int:
+    if limit is None:
+        return PAGE_LIMIT_DEFAULT
+    if not 1 <= limit <= PAGE_LIMIT_MAX:
+        raise InvalidInput(f"limit: must be 1..{PAGE_LIMIT_MAX}")
+    return limit
+
+
+class ListHistory:
+    """A page of a room's messages in ascending ``seq``, for a member."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(
+        self,
+        user_id: str,
+        room_id: str,
+        *,
+        after_seq: int | None = None,
+        before_seq: int | None = None,
+        limit: int | None = None,
+    ) -> HistoryPage:
+        page_size = check_page_limit(limit)
+        for name, value in (("after_seq", after_seq), ("before_seq", before_seq)):
+            if value is not None and value < 0:
+                raise InvalidInput(f"{name}: must be 0 or more")
+        async with self._uow() as uow:
+            await require_member(uow, room_id, user_id)
+            messages, has_more = await uow.messages.page(
+                room_id, after_seq=after_seq, before_seq=before_seq, limit=page_size
+            )
+            others = [m.membership for m in await uow.rooms.members(room_id)]
+        others = [m for m in others if m.user_id != user_id]
+        return HistoryPage(
+            messages,
+            has_more,
+            user_id,
+            min((m.delivered_seq for m in others), default=None),
+            min((m.read_seq for m in others), default=None),
+        )
+
+
+class EditMessage:
+    """Only the sender edits; the new body follows the same rules as a new one."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock) -> None:
+        self._uow, self._notifier, self._clock = uow, notifier, clock
+
+    async def __call__(self, user_id: str, room_id: str, message_id: str, body: str) -> Message:
+        body = normalise_body(body)
+        async with self._uow() as uow:
+            await require_member(uow, room_id, user_id)
+            message = await uow.messages.get(message_id)
+            if message is None or message.room_id != room_id:
+                raise NotFound("message not found")
+            if message.sender_id != user_id:
+                raise Forbidden("only the sender may edit a message")
+            if message.deleted:
+                raise NotFound("message was deleted")
+            message = message.edited(body, self._clock.now())
+            await uow.messages.update(message)
+            member_ids = await uow.rooms.member_ids(room_id)
+            await uow.commit()
+        await self._notifier.emit_to_users(member_ids, MESSAGE_UPDATED, message_view(message))
+        return message
+
+
+class DeleteMessage:
+    """The sender or the room's owner deletes; a tombstone keeps the ``seq``."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+        self._uow, self._notifier = uow, notifier
+
+    async def __call__(self, user_id: str, room_id: str, message_id: str) -> None:
+        async with self._uow() as uow:
+            _, membership = await require_member(uow, room_id, user_id)
+            message = await uow.messages.get(message_id)
+            if message is None or message.room_id != room_id:
+                raise NotFound("message not found")
+            if message.sender_id != user_id and not membership.is_owner:
+                raise Forbidden("only the sender or the room's owner may delete a message")
+            if message.deleted:
+                return  # deleting twice changes nothing
+            await uow.messages.update(message.tombstone())
+            member_ids = await uow.rooms.member_ids(room_id)
+            await uow.commit()
+        await self._notifier.emit_to_users(
+            member_ids, MESSAGE_DELETED, {"room_id": room_id, "id": message_id, "seq": message.seq}
+        )

@@ -1,0 +1,191 @@
+"""Rooms and their members."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from chat_domain.entities import (
+    Member,
+    Membership,
+    Role,
+    Room,
+    RoomKind,
+    RoomSummary,
+    normalise_room_name,
+)
+from chat_domain.errors import Forbidden, InvalidInput, LimitExceeded, NotFound
+from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
+from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.usecases.access import require_member
+
+MEMBER_ADDED = "room:member_added"
+MEMBER_REMOVED = "room:member_removed"
+
+
+@dataclass(frozen=True, slots=True)
+class RoomDetails:
+    room: Room
+    members: list[Member]
+
+
+async def _require_users(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
+    for user_id in user_ids:
+        if await uow.users.get(user_id) is None:
+            raise InvalidInput(f"member_ids: unknown user {user_id}")
+
+
+class CreateGroupRoom:
+    """Create a group room; its creator is the owner and a member."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        ids: IdGenerator,
+        max_members: int = 1000,
+    ) -> None:
+        self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
+        self._max_members = max_members
+
+    async def __call__(self, creator_id: str, name: str, member_ids: Sequence[str]) -> RoomDetails:
+        name = normalise_room_name(name)
+        others = [uid for uid in dict.fromkeys(member_ids) if uid != creator_id]
+        if len(others) + 1 > self._max_members:
+            raise LimitExceeded(f"member_ids: a room has at most {self._max_members} members")
+        now = self._clock.now()
+        room = Room(self._ids.new_id(), name, RoomKind.GROUP, now)
+        async with self._uow() as uow:
+            await _require_users(uow, others)
+            await uow.rooms.add(room)
+            await uow.rooms.add_member(Membership(room.id, creator_id, Role.OWNER, now))
+            for uid in others:
+                await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, now))
+            members = await uow.rooms.members(room.id)
+            await uow.commit()
+        # Each member's sockets learn of the new room; they fetch it for the member list.
+        for uid in (creator_id, *others):
+            await self._notifier.emit_to_users(
+                [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
+            )
+        return RoomDetails(room, members)
+
+
+class OpenDirectRoom:
+    """The one direct room of a pair of users, created on first use."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock, ids: IdGenerator
+    ) -> None:
+        self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
+
+    async def __call__(
+        self, creator_id: str, member_ids: Sequence[str]
+    ) -> tuple[RoomDetails, bool]:
+        """The room and whether it was created now."""
+        others = {uid for uid in member_ids if uid != creator_id}
+        if len(others) != 1:
+            raise InvalidInput("member_ids: a direct room needs exactly one other user")
+        (other_id,) = others
+        key = Room.direct_key_for(creator_id, other_id)
+        async with self._uow() as uow:
+            existing = await uow.rooms.get_direct(key)
+            if existing:
+                return RoomDetails(existing, await uow.rooms.members(existing.id)), False
+            await _require_users(uow, [other_id])
+            now = self._clock.now()
+            room = Room(self._ids.new_id(), "", RoomKind.DIRECT, now, direct_key=key)
+            await uow.rooms.add(room)  # Conflict if the pair raced us: the client retries
+            for uid in (creator_id, other_id):
+                await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, now))
+            members = await uow.rooms.members(room.id)
+            await uow.commit()
+        for uid in (creator_id, other_id):
+            await self._notifier.emit_to_users(
+                [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
+            )
+        return RoomDetails(room, members), True
+
+
+class GetRoom:
+    """A room with its members, for a member."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, user_id: str, room_id: str) -> RoomDetails:
+        async with self._uow() as uow:
+            room, _ = await require_member(uow, room_id, user_id)
+            return RoomDetails(room, await uow.rooms.members(room_id))
+
+
+class ListRooms:
+    """The caller's rooms, most recent activity first."""
+
+    def __init__(self, uow: UnitOfWorkFactory) -> None:
+        self._uow = uow
+
+    async def __call__(self, user_id: str) -> list[RoomSummary]:
+        async with self._uow() as uow:
+            return await uow.rooms.summaries_for(user_id)
+
+
+class AddMember:
+    """Any member of a group room may add a user; adding a member again changes nothing."""
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        max_members: int = 1000,
+    ) -> None:
+        self._uow, self._notifier, self._clock = uow, notifier, clock
+        self._max_members = max_members
+
+    async def __call__(self, actor_id: str, room_id: str, user_id: str) -> tuple[Member, bool]:
+        """The member and whether they were added now."""
+        async with self._uow() as uow:
+            room, _ = await require_member(uow, room_id, actor_id)
+            if room.kind is RoomKind.DIRECT:
+                raise Forbidden("a direct room has exactly its two users")
+            user = await uow.users.get(user_id)
+            if user is None:
+                raise NotFound("user not found")
+            existing = await uow.rooms.get_membership(room_id, user_id)
+            if existing:
+                return Member(existing, user.username), False
+            member_ids = await uow.rooms.member_ids(room_id)
+            if len(member_ids) >= self._max_members:
+                raise LimitExceeded(f"a room has at most {self._max_members} members")
+            membership = Membership(room_id, user_id, Role.MEMBER, self._clock.now())
+            await uow.rooms.add_member(membership)
+            await uow.commit()
+        await self._notifier.emit_to_users(
+            [*member_ids, user_id], MEMBER_ADDED, {"room_id": room_id, "user_id": user_id}
+        )
+        return Member(membership, user.username), True
+
+
+class RemoveMember:
+    """A member may leave; only the owner may remove someone else. Takes effect at once."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+        self._uow, self._notifier = uow, notifier
+
+    async def __call__(self, actor_id: str, room_id: str, user_id: str) -> None:
+        async with self._uow() as uow:
+            _, actor = await require_member(uow, room_id, actor_id)
+            if user_id != actor_id and not actor.is_owner:
+                raise Forbidden("only the room's owner may remove another member")
+            if await uow.rooms.get_membership(room_id, user_id) is None:
+                raise NotFound("member not found")
+            member_ids = await uow.rooms.member_ids(room_id)
+            await uow.rooms.remove_member(room_id, user_id)
+            await uow.commit()
+        # The removed user hears it too, then nothing more of the room.
+        await self._notifier.emit_to_users(
+            member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
+        )
