@@ -189,3 +189,22 @@ class RemoveMember:
         await self._notifier.emit_to_users(
             member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
         )
+
+
+TYPING = "typing"
+
+
+class RelayTyping:
+    """Tell a room's other members that someone is (or stopped) typing. Nothing is stored;
+    clients drop a typing indicator that is not refreshed within a few seconds."""
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+        self._uow, self._notifier = uow, notifier
+
+    async def __call__(self, user_id: str, room_id: str, is_typing: bool) -> None:
+        async with self._uow() as uow:
+            await require_member(uow, room_id, user_id)
+            others = [uid for uid in await uow.rooms.member_ids(room_id) if uid != user_id]
+        await self._notifier.emit_to_users(
+            others, TYPING, {"room_id": room_id, "user_id": user_id, "is_typing": is_typing}
+        )

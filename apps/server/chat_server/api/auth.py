@@ -1,0 +1,33 @@
+"""Register and log in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_domain.views import user_view
+from quart import Blueprint
+from quart_schema import validate_request
+
+from chat_server.http import services
+from chat_server.schemas import LoginBody, RegisterBody
+
+blueprint = Blueprint("auth", __name__, url_prefix="/auth")
+
+
+@blueprint.post("/register")
+@validate_request(RegisterBody)
+async def register(data: RegisterBody) -> tuple[dict[str, Any], int]:
+    user = await services().register_user()(data.username, data.password, data.display_name)
+    return {"user": user_view(user)}, 201
+
+
+@blueprint.post("/login")
+@validate_request(LoginBody)
+async def login(data: LoginBody) -> dict[str, Any]:
+    session = await services().log_in()(data.username, data.password)
+    return {
+        "access_token": session.token.token,
+        "token_type": "bearer",
+        "expires_in": session.token.expires_in,
+        "user": user_view(session.user),
+    }

@@ -1,0 +1,47 @@
+"""The ASGI app of a server node: Quart (REST, web client, ops) beside python-socketio."""
+
+from __future__ import annotations
+
+import socketio
+from chat_bootstrap.container import Container
+from quart import Quart
+from quart_schema import QuartSchema
+
+from chat_server import ops, web
+from chat_server.api import api
+from chat_server.errors import register_error_handlers
+from chat_server.http import ChatRequest, OrjsonProvider
+from chat_server.realtime import register_socket_handlers
+
+
+def create_quart_app(container: Container) -> Quart:
+    settings = container.settings()
+    app = Quart(__name__, static_folder=None)
+    app.request_class = ChatRequest
+    app.json = OrjsonProvider(app)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.extensions["chat.container"] = container
+    QuartSchema(
+        app,
+        openapi_path="/openapi.json",
+        swagger_ui_path="/docs",
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info={"title": "Chat backend", "version": "1"},  # type: ignore[arg-type]
+    )
+    register_error_handlers(app)
+    app.register_blueprint(api)
+    app.register_blueprint(ops.blueprint)
+    app.register_blueprint(web.blueprint)
+    return app
+
+
+def create_app(container: Container) -> socketio.ASGIApp:
+    """socket.io answers under /socket.io/, everything else goes to Quart.
+
+    The container's lifecycle is owned by the caller (`chat serve`), not by ASGI
+    lifespan, so that the server and the worker start and stop it the same way.
+    """
+    sio = container.socketio_server()
+    register_socket_handlers(sio, container)
+    return socketio.ASGIApp(sio, other_asgi_app=create_quart_app(container))

@@ -1,0 +1,1 @@
+"""The worker: consumes accepted messages from the broker, stores them, fans them out."""

@@ -1,0 +1,1 @@
+"""Adapters: one implementation per port and technology."""

@@ -1,0 +1,43 @@
+"""The realtime notifier on socket.io: every socket joins its user's room, events go to users."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from chat_domain.ports.notifier import Payload, RealtimeNotifier
+
+NAMESPACE = "/"
+
+
+def user_room(user_id: str) -> str:
+    """The socket.io room that holds every socket of one user, on every node.
+
+    Prefixed so it can never collide with a socket id (python-socketio refuses that).
+    """
+    return f"user:{user_id}"
+
+
+class SocketIOEmitter(Protocol):
+    """What both a socket.io server and a write-only manager offer for emitting."""
+
+    async def emit(
+        self, event: str, data: Any, namespace: str | None = None, room: Any = None
+    ) -> None: ...
+
+
+class SocketIONotifier(RealtimeNotifier):
+    """Emits through a socket.io server (server nodes) or a write-only manager (workers).
+
+    With the Redis manager, one emit is one pub/sub message that every node fans out
+    to its local sockets; with the local manager it goes straight to this process's
+    sockets. A list of user rooms is one packet encoded once, deduplicated per socket.
+    """
+
+    def __init__(self, emitter: SocketIOEmitter) -> None:
+        self._emitter = emitter
+
+    async def emit_to_users(self, user_ids: Iterable[str], event: str, payload: Payload) -> None:
+        rooms = [user_room(uid) for uid in dict.fromkeys(user_ids)]
+        if rooms:
+            await self._emitter.emit(event, dict(payload), namespace=NAMESPACE, room=rooms)

@@ -1,0 +1,1 @@
+"""The composition root: settings and the one container that picks every adapter."""

@@ -1,0 +1,151 @@
+"""The composition root: the only module that knows every adapter.
+
+Read it top-down as the dependency graph. Each port has one provider; where a port
+has several adapters, a Selector on a setting picks one, so swapping RabbitMQ for
+the in-memory broker is a configuration change, never a code change.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import socketio
+from chat_adapters.memory.broker import InMemoryBroker
+from chat_adapters.rabbitmq.broker import RabbitMQBroker
+from chat_adapters.security.passwords import Argon2PasswordHasher
+from chat_adapters.security.tokens import JwtTokenService
+from chat_adapters.socketio.json import OrjsonForSocketIO
+from chat_adapters.socketio.notifier import SocketIONotifier
+from chat_adapters.sql.engine import create_engine
+from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
+from chat_adapters.system import SystemClock, UuidGenerator
+from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
+from chat_domain.usecases.messages import (
+    DeleteMessage,
+    EditMessage,
+    ListHistory,
+    SendMessage,
+    StoreMessage,
+)
+from chat_domain.usecases.receipts import ListReceipts, MoveMarker
+from chat_domain.usecases.rooms import (
+    AddMember,
+    CreateGroupRoom,
+    GetRoom,
+    ListRooms,
+    OpenDirectRoom,
+    RelayTyping,
+    RemoveMember,
+)
+from dependency_injector import containers, providers
+
+from chat_bootstrap.settings import Settings
+
+socketio_logger = logging.getLogger("chat.socketio")
+
+
+class Container(containers.DeclarativeContainer):
+    settings = providers.Dependency(instance_of=Settings)
+    # "server" (REST + sockets) or "worker" (consumer only): decides how events are emitted.
+    role = providers.Dependency(instance_of=str)
+
+    # --- system ---------------------------------------------------------------------
+    clock = providers.Singleton(SystemClock)
+    ids = providers.Singleton(UuidGenerator)
+    hasher = providers.Singleton(Argon2PasswordHasher)
+    tokens = providers.Singleton(
+        JwtTokenService,
+        secret_key=settings.provided.signing_key.call(),
+        clock=clock,
+        ttl_seconds=settings.provided.token_ttl_seconds,
+    )
+
+    # --- storage: one SQLAlchemy adapter for SQLite and PostgreSQL --------------------
+    engine = providers.Singleton(create_engine, url=settings.provided.database_url)
+    uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
+
+    # --- broker ---------------------------------------------------------------------
+    broker = providers.Selector(
+        settings.provided.broker,
+        memory=providers.Singleton(
+            InMemoryBroker, max_attempts=settings.provided.rabbitmq_max_attempts
+        ),
+        rabbitmq=providers.Singleton(
+            RabbitMQBroker,
+            url=settings.provided.rabbitmq_url,
+            prefix=settings.provided.rabbitmq_prefix,
+            partitions=settings.provided.rabbitmq_partitions,
+            max_attempts=settings.provided.rabbitmq_max_attempts,
+            publish_timeout=settings.provided.broker_publish_timeout,
+        ),
+    )
+
+    # --- realtime: socket.io, local or across nodes through Redis ---------------------
+    socketio_json = providers.Object(OrjsonForSocketIO)
+    socketio_manager = providers.Selector(
+        settings.provided.socketio_manager,
+        local=providers.Singleton(socketio.AsyncManager),
+        redis=providers.Singleton(
+            socketio.AsyncRedisManager,
+            url=settings.provided.redis_url,
+            channel=settings.provided.redis_channel,
+            logger=socketio_logger,
+            json=socketio_json,
+        ),
+    )
+    socketio_server = providers.Singleton(
+        socketio.AsyncServer,
+        async_mode="asgi",
+        client_manager=socketio_manager,
+        json=socketio_json,
+        cors_allowed_origins=settings.provided.cors_origins,
+        logger=False,
+        engineio_logger=False,
+    )
+    # A worker has no sockets of its own: it publishes through a write-only manager.
+    socketio_emitter = providers.Selector(
+        role,
+        server=socketio_server,
+        worker=providers.Singleton(
+            socketio.AsyncRedisManager,
+            url=settings.provided.redis_url,
+            channel=settings.provided.redis_channel,
+            write_only=True,
+            logger=socketio_logger,
+            json=socketio_json,
+        ),
+    )
+    notifier = providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
+
+    # --- use cases ------------------------------------------------------------------
+    register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
+    log_in = providers.Factory(LogIn, uow=uow, hasher=hasher, tokens=tokens)
+    authenticate = providers.Factory(Authenticate, uow=uow, tokens=tokens)
+    search_users = providers.Factory(SearchUsers, uow=uow)
+    create_group_room = providers.Factory(
+        CreateGroupRoom, uow=uow, notifier=notifier, clock=clock, ids=ids
+    )
+    open_direct_room = providers.Factory(
+        OpenDirectRoom, uow=uow, notifier=notifier, clock=clock, ids=ids
+    )
+    get_room = providers.Factory(GetRoom, uow=uow)
+    list_rooms = providers.Factory(ListRooms, uow=uow)
+    add_member = providers.Factory(AddMember, uow=uow, notifier=notifier, clock=clock)
+    remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier)
+    send_message = providers.Factory(SendMessage, uow=uow, broker=broker, clock=clock, ids=ids)
+    store_message = providers.Factory(StoreMessage, uow=uow, notifier=notifier)
+    list_history = providers.Factory(ListHistory, uow=uow)
+    edit_message = providers.Factory(EditMessage, uow=uow, notifier=notifier, clock=clock)
+    delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)
+    move_marker = providers.Factory(MoveMarker, uow=uow, notifier=notifier)
+    list_receipts = providers.Factory(ListReceipts, uow=uow)
+    relay_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
+
+
+def build_container(settings: Settings, role: str) -> Container:
+    """The container for one process; ``role`` is "server" or "worker"."""
+    if role == "worker" and settings.socketio_manager != "redis":
+        raise ValueError("`chat worker` fans out through Redis: set CHAT_SOCKETIO_MANAGER=redis")
+    if role == "worker" and settings.broker != "rabbitmq":
+        raise ValueError("`chat worker` consumes RabbitMQ: set CHAT_BROKER=rabbitmq")
+    return Container(settings=settings, role=role)

@@ -1,0 +1,20 @@
+"""`chat migrate`: apply the database migrations once, before servers and workers start."""
+
+from __future__ import annotations
+
+import logging
+
+from chat_adapters.sql.engine import create_engine
+from chat_adapters.sql.migrate import migrate
+from chat_bootstrap.settings import Settings
+
+log = logging.getLogger("chat.migrate")
+
+
+async def migrate_database(settings: Settings) -> None:
+    engine = create_engine(settings.database_url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    log.info("database is at the latest migration")

@@ -1,0 +1,35 @@
+"""The lifecycle of a process's backing services, shared by `chat serve` and `chat worker`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chat_adapters.sql.migrate import migrate
+
+from chat_bootstrap.container import Container
+
+log = logging.getLogger("chat.runtime")
+
+
+@asynccontextmanager
+async def running(container: Container) -> AsyncIterator[Container]:
+    """Start what needs starting, in order; stop it in reverse order on the way out."""
+    settings = container.settings()
+    engine = container.engine()
+    if settings.auto_migrate:
+        await migrate(engine)
+        log.info("database migrated", extra={"database": engine.url.render_as_string()})
+    broker = container.broker()
+    await broker.start()
+    try:
+        yield container
+    finally:
+        await broker.close()
+        if container.role() == "worker":
+            emitter = container.socketio_emitter()
+            redis = getattr(emitter, "redis", None)
+            if redis is not None:
+                await redis.aclose()
+        await engine.dispose()

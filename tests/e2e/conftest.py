@@ -1,0 +1,49 @@
+"""End-to-end fixtures: a real `chat serve` on embedded defaults, real clients."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import Account, Api, Socket
+from tests.support.processes import ChatProcess, chat_serve
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """One embedded `chat serve` per test module, started exactly as a new user would: no
+    configuration at all, in an empty working directory (SQLite lands in ./var/)."""
+    workdir: Path = tmp_path_factory.mktemp("embedded")
+    process = chat_serve(workdir).start()
+    yield process
+    code = process.stop()
+    assert code == 0, f"server did not stop cleanly ({code}):\n{process.log()}"
+
+
+@pytest.fixture
+async def api(server: ChatProcess) -> AsyncIterator[Api]:
+    client = Api(server.url)
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def sockets(server: ChatProcess) -> AsyncIterator[list[Socket]]:
+    """Connect sockets with ``await open_socket(account)``; all are closed after the test."""
+    opened: list[Socket] = []
+    yield opened
+    for s in opened:
+        await s.disconnect()
+
+
+@pytest.fixture
+def open_socket(server: ChatProcess, sockets: list[Socket]):  # type: ignore[no-untyped-def]
+    async def connect(account: Account | None, token: str | None = None) -> Socket:
+        s = Socket(server.url, token if account is None else account.token)
+        await s.connect()
+        sockets.append(s)
+        return s
+
+    return connect
