@@ -253,6 +253,7 @@
       details: new Map(), usernames: new Map(), online: new Set(), rs: new Map(), current: null,
     });
     stopTyping();
+    detailsAsked.clear();
     el.roomList.replaceChildren();
     el.messages.replaceChildren();
     el.roomView.hidden = true;
@@ -349,6 +350,7 @@
 
   // ---------------------------------------------------------------- rooms list
   let roomsTimer = null;
+  const detailsAsked = new Set(); // room ids whose members we already fetched for the list
   function scheduleRooms() {
     clearTimeout(roomsTimer);
     roomsTimer = setTimeout(refreshRooms, 250);
@@ -360,8 +362,12 @@
     state.rooms = data.rooms || [];
     renderRooms();
     // Direct rooms are named after the other member: fetch members where unknown.
+    // Group rooms: only when the last sender's name is unknown (for the preview).
     for (const r of state.rooms) {
-      if (r.kind === "direct" && !state.details.has(r.id)) {
+      if (state.details.has(r.id) || detailsAsked.has(r.id)) continue;
+      const lm = r.last_message;
+      if (r.kind === "direct" || (lm && !state.usernames.has(lm.sender_id))) {
+        detailsAsked.add(r.id);
         refreshDetails(r.id, true);
       }
     }
@@ -1093,7 +1099,9 @@
   // ---------------------------------------------------------------- composer
   function autosize() {
     el.composer.style.height = "auto";
-    el.composer.style.height = Math.min(el.composer.scrollHeight, 160) + "px";
+    const full = el.composer.scrollHeight;
+    el.composer.style.height = Math.min(full, 160) + "px";
+    el.composer.style.overflowY = full > 160 ? "auto" : "hidden";
   }
 
   el.composer.addEventListener("input", () => { autosize(); noteTyping(); });
