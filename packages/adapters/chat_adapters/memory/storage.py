@@ -1,0 +1,317 @@
+"""In-memory storage: dicts behind the same ports and the same contract as the SQL adapter.
+
+A fast fake for unit tests, not a database: nothing survives the process. Writers are
+serialised by one ``asyncio.Lock`` held from a unit's first write to its commit or
+rollback, which is what makes ``allocate_seq`` gapless here, as the row lock does in SQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from chat_domain.entities import Member, Membership, Message, Role, Room, RoomSummary, User
+from chat_domain.errors import Conflict, NotFound, Unavailable
+from chat_domain.ports.storage import (
+    MessageRepository,
+    RoomRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    UserRepository,
+)
+
+
+def _utc(at: datetime) -> datetime:
+    """Timestamps come back in UTC, as from the SQL adapter; naive ones are refused alike."""
+    if at.tzinfo is None:
+        raise ValueError("naive datetime: the storage keeps timezone-aware UTC only")
+    return at.astimezone(UTC)
+
+
+# Like SQLite's busy_timeout: a writer that waits this long for another fails, not hangs.
+LOCK_TIMEOUT_S = 10.0
+
+
+@dataclass(slots=True)
+class _State:
+    """Every table as a dict. Entities are frozen, so a shallow copy is a snapshot."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    user_ids_by_name: dict[str, str] = field(default_factory=dict)
+    rooms: dict[str, Room] = field(default_factory=dict)
+    room_ids_by_direct_key: dict[str, str] = field(default_factory=dict)
+    last_activity: dict[str, datetime] = field(default_factory=dict)
+    memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
+    messages: dict[str, Message] = field(default_factory=dict)
+    message_ids_by_seq: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def copy(self) -> _State:
+        return _State(
+            dict(self.users),
+            dict(self.user_ids_by_name),
+            dict(self.rooms),
+            dict(self.room_ids_by_direct_key),
+            dict(self.last_activity),
+            dict(self.memberships),
+            dict(self.messages),
+            dict(self.message_ids_by_seq),
+        )
+
+
+class InMemoryUnitOfWork(UnitOfWork):
+    """Reads see committed data until the first write; from then on the unit works on a
+    private copy taken under the writers' lock, published on commit, dropped on rollback."""
+
+    def __init__(self, factory: InMemoryUnitOfWorkFactory) -> None:
+        self._factory = factory
+        self._work: _State | None = None
+        self.users = InMemoryUserRepository(self)
+        self.rooms = InMemoryRoomRepository(self)
+        self.messages = InMemoryMessageRepository(self)
+
+    def reading(self) -> _State:
+        return self._work if self._work is not None else self._factory.state
+
+    async def writing(self) -> _State:
+        if self._work is None:
+            try:
+                async with asyncio.timeout(LOCK_TIMEOUT_S):
+                    await self._factory.lock.acquire()
+            except TimeoutError as exc:
+                raise Unavailable("storage busy: another unit of work holds the lock") from exc
+            self._work = self._factory.state.copy()
+        return self._work
+
+    def _release(self) -> None:
+        self._work = None
+        self._factory.lock.release()
+
+    async def commit(self) -> None:
+        if self._work is not None:
+            self._factory.state = self._work
+            self._release()
+
+    async def rollback(self) -> None:
+        if self._work is not None:
+            self._release()
+
+
+class InMemoryUnitOfWorkFactory(UnitOfWorkFactory):
+    """In-memory storage entry point; each instance is an empty database."""
+
+    def __init__(self) -> None:
+        self.state = _State()
+        self.lock = asyncio.Lock()
+
+    def __call__(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self)
+
+    async def check(self) -> None:
+        return None  # always there
+
+
+class InMemoryUserRepository(UserRepository):
+    """Users by id and by (lower-case) username."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, user: User) -> None:
+        state = await self._uow.writing()
+        if user.username in state.user_ids_by_name or user.id in state.users:
+            raise Conflict("username: already taken")
+        user = replace(user, created_at=_utc(user.created_at))
+        state.users[user.id] = user
+        state.user_ids_by_name[user.username] = user.id
+
+    async def get(self, user_id: str) -> User | None:
+        return self._uow.reading().users.get(user_id)
+
+    async def get_by_username(self, username: str) -> User | None:
+        state = self._uow.reading()
+        user_id = state.user_ids_by_name.get(username.lower())
+        return state.users.get(user_id) if user_id else None
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        state = self._uow.reading()
+        names = sorted(n for n in state.user_ids_by_name if n.startswith(prefix.lower()))
+        return [state.users[state.user_ids_by_name[n]] for n in names[:limit]]
+
+
+class InMemoryRoomRepository(RoomRepository):
+    """Rooms, memberships with their markers, and the per-room sequence."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, room: Room) -> None:
+        state = await self._uow.writing()
+        if room.id in state.rooms or (
+            room.direct_key is not None and room.direct_key in state.room_ids_by_direct_key
+        ):
+            raise Conflict("room: the pair already has a direct room")
+        room = replace(room, created_at=_utc(room.created_at))
+        state.rooms[room.id] = room
+        if room.direct_key is not None:
+            state.room_ids_by_direct_key[room.direct_key] = room.id
+
+    async def get(self, room_id: str) -> Room | None:
+        return self._uow.reading().rooms.get(room_id)
+
+    async def get_direct(self, direct_key: str) -> Room | None:
+        state = self._uow.reading()
+        room_id = state.room_ids_by_direct_key.get(direct_key)
+        return state.rooms.get(room_id) if room_id else None
+
+    async def add_member(self, membership: Membership) -> None:
+        state = await self._uow.writing()
+        key = (membership.room_id, membership.user_id)
+        # The SQL adapter's primary and foreign keys say the same.
+        if key in state.memberships:
+            raise Conflict("member: already in the room")
+        if membership.room_id not in state.rooms or membership.user_id not in state.users:
+            raise Conflict("member: unknown room or user")
+        state.memberships[key] = replace(membership, joined_at=_utc(membership.joined_at))
+
+    async def remove_member(self, room_id: str, user_id: str) -> None:
+        state = await self._uow.writing()
+        state.memberships.pop((room_id, user_id), None)
+
+    async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
+        return self._uow.reading().memberships.get((room_id, user_id))
+
+    async def members(self, room_id: str) -> list[Member]:
+        state = self._uow.reading()
+        members = [
+            Member(m, state.users[m.user_id].username)
+            for (rid, _), m in state.memberships.items()
+            if rid == room_id
+        ]
+        # Same order as SQL: by join time, the owner first among equals, then by name.
+        members.sort(
+            key=lambda m: (m.membership.joined_at, m.membership.role is not Role.OWNER, m.username)
+        )
+        return members
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        return [uid for (rid, uid) in self._uow.reading().memberships if rid == room_id]
+
+    async def summaries_for(self, user_id: str) -> list[RoomSummary]:
+        state = self._uow.reading()
+        summaries = []
+        for (room_id, uid), membership in state.memberships.items():
+            if uid != user_id:
+                continue
+            room = state.rooms[room_id]
+            last_id = state.message_ids_by_seq.get((room_id, room.last_seq))
+            unread = sum(
+                1
+                for m in state.messages.values()
+                if m.room_id == room_id
+                and m.seq is not None
+                and m.seq > membership.read_seq
+                and m.sender_id != user_id
+            )
+            summaries.append(
+                RoomSummary(
+                    room,
+                    state.messages[last_id] if last_id else None,
+                    unread,
+                    state.last_activity.get(room_id, room.created_at),
+                )
+            )
+        # Most recent activity first, newest room first among equals, then by id (stable sorts).
+        summaries.sort(key=lambda s: s.room.id)
+        summaries.sort(key=lambda s: (s.last_activity_at, s.room.created_at), reverse=True)
+        return summaries
+
+    async def room_ids_of(self, user_id: str) -> list[str]:
+        return [rid for (rid, uid) in self._uow.reading().memberships if uid == user_id]
+
+    async def allocate_seq(self, room_id: str) -> int:
+        # Holding the writers' lock until commit or rollback is what serialises a room.
+        state = await self._uow.writing()
+        room = state.rooms.get(room_id)
+        if room is None:
+            raise NotFound("room not found")
+        room = replace(room, last_seq=room.last_seq + 1)
+        state.rooms[room_id] = room
+        now = datetime.now(UTC)
+        state.last_activity[room_id] = max(state.last_activity.get(room_id, now), now)
+        return room.last_seq
+
+    async def advance_marker(
+        self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None
+    ) -> Membership | None:
+        if delivered_seq is None and read_seq is None:
+            return await self.get_membership(room_id, user_id)
+        state = await self._uow.writing()
+        membership = state.memberships.get((room_id, user_id))
+        if membership is None:
+            return None
+        if delivered_seq is not None:
+            membership = replace(
+                membership, delivered_seq=max(membership.delivered_seq, delivered_seq)
+            )
+        if read_seq is not None:
+            membership = replace(membership, read_seq=max(membership.read_seq, read_seq))
+        state.memberships[(room_id, user_id)] = membership
+        return membership
+
+
+class InMemoryMessageRepository(MessageRepository):
+    """Messages of rooms, paged by ``seq``."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, message: Message) -> None:
+        if message.seq is None:
+            raise ValueError("a message is stored with its seq")
+        state = await self._uow.writing()
+        key = (message.room_id, message.seq)
+        # The SQL adapter's primary, unique and foreign keys say the same.
+        if message.id in state.messages or key in state.message_ids_by_seq:
+            raise Conflict("message: id or seq already stored")
+        if message.room_id not in state.rooms or message.sender_id not in state.users:
+            raise Conflict("message: unknown room or sender")
+        state.messages[message.id] = replace(
+            message,
+            created_at=_utc(message.created_at),
+            edited_at=_utc(message.edited_at) if message.edited_at else None,
+        )
+        state.message_ids_by_seq[key] = message.id
+
+    async def get(self, message_id: str) -> Message | None:
+        return self._uow.reading().messages.get(message_id)
+
+    async def update(self, message: Message) -> None:
+        state = await self._uow.writing()
+        stored = state.messages.get(message.id)
+        if stored is None:
+            return
+        # Only what an edit or a delete changes, as in SQL.
+        state.messages[message.id] = replace(
+            stored,
+            body=message.body,
+            edited_at=_utc(message.edited_at) if message.edited_at else None,
+            deleted=message.deleted,
+        )
+
+    async def page(
+        self, room_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        state = self._uow.reading()
+        seqs = sorted(
+            seq
+            for (rid, seq) in state.message_ids_by_seq
+            if rid == room_id
+            and (after_seq is None or seq > after_seq)
+            and (before_seq is None or seq < before_seq)
+        )
+        if after_seq is not None:
+            chosen, has_more = seqs[:limit], len(seqs) > limit
+        else:
+            chosen, has_more = seqs[-limit:] if limit else [], len(seqs) > limit
+        return [state.messages[state.message_ids_by_seq[(room_id, s)]] for s in chosen], has_more

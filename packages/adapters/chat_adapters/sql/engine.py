@@ -1,0 +1,77 @@
+"""Engines for SQLite (aiosqlite) and PostgreSQL (asyncpg), tuned so one code path fits both."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from chat_domain.errors import Unavailable
+from sqlalchemy import event, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+CHECK_TIMEOUT_S = 5.0
+
+# Plain driver-less URLs are accepted and given the async driver this adapter needs.
+_ASYNC_DRIVERS = {"sqlite": "sqlite+aiosqlite", "postgresql": "postgresql+asyncpg"}
+
+
+def _async_url(url: str) -> URL:
+    parsed = make_url(url)
+    drivername = _ASYNC_DRIVERS.get(parsed.drivername, parsed.drivername)
+    return parsed.set(drivername=drivername)
+
+
+def create_engine(url: str) -> AsyncEngine:
+    """An ``AsyncEngine`` for ``url``; connects lazily, so it is safe to build at boot."""
+    parsed = _async_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed)
+    # pre_ping: a restarted PostgreSQL leaves dead connections in the pool; test before use.
+    return create_async_engine(parsed, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: URL) -> AsyncEngine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url)
+
+    # SQLAlchemy recipe "Serializable isolation / Savepoints / Transactional DDL" for the
+    # sqlite3 driver, on aiosqlite: the driver must not open transactions by itself ...
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            # WAL: readers never block the writer; busy_timeout: writers queue, not fail.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    # ... and every transaction takes the write lock up front: a deferred transaction that
+    # reads, then writes after another writer committed, fails at once ("database is locked")
+    # instead of waiting on busy_timeout. Units of work read then write, so all are IMMEDIATE.
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+async def check(engine: AsyncEngine) -> None:
+    """Raise ``Unavailable`` unless the database answers a trivial query in time."""
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+    except TimeoutError as exc:
+        raise Unavailable("database: no answer") from exc
+    except Exception as exc:
+        # Readiness: whatever the cause (down, unknown database, bad password), not ready.
+        raise Unavailable(f"database: {type(exc).__name__}") from exc

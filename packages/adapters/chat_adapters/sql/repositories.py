@@ -1,0 +1,339 @@
+"""Repositories on SQLAlchemy Core: statements in, domain dataclasses out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from chat_domain.entities import (
+    Member,
+    Membership,
+    Message,
+    Role,
+    Room,
+    RoomKind,
+    RoomSummary,
+    User,
+)
+from chat_domain.errors import NotFound
+from chat_domain.ports.storage import MessageRepository, RoomRepository, UserRepository
+from sqlalchemy import Row, and_, case, func, insert, literal, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.sql import Executable
+
+from chat_adapters.sql.tables import (
+    UTCDateTime,
+    memberships,
+    messages,
+    rooms,
+    users,
+)
+
+
+class Executor(Protocol):
+    """What a repository needs from its unit of work: statements in its transaction."""
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]: ...
+
+    async def insert_or_conflict(self, statement: Executable, conflict: str) -> None: ...
+
+
+def _user(row: Row[Any]) -> User:
+    return User(row.id, row.username, row.display_name, row.created_at, row.password_hash)
+
+
+def _room(row: Row[Any]) -> Room:
+    return Room(row.id, row.name, RoomKind(row.kind), row.created_at, row.last_seq, row.direct_key)
+
+
+def _membership(row: Row[Any]) -> Membership:
+    return Membership(
+        row.room_id,
+        row.user_id,
+        Role(row.role),
+        row.joined_at,
+        row.delivered_seq,
+        row.read_seq,
+    )
+
+
+def _message(row: Row[Any]) -> Message:
+    return Message(
+        row.id,
+        row.room_id,
+        row.sender_id,
+        row.body,
+        row.created_at,
+        row.client_msg_id,
+        row.seq,
+        row.edited_at,
+        bool(row.deleted),
+    )
+
+
+def _forward(column: Any, value: int) -> Any:
+    """``GREATEST(column, value)`` in SQL that SQLite understands too."""
+    return case((column < value, value), else_=column)
+
+
+class SqlAlchemyUserRepository(UserRepository):
+    """Users by id and by (lower-case) username."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, user: User) -> None:
+        statement = insert(users).values(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            password_hash=user.password_hash,
+            created_at=user.created_at,
+        )
+        await self._db.insert_or_conflict(statement, "username: already taken")
+
+    async def get(self, user_id: str) -> User | None:
+        row = (await self._db.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row) if row else None
+
+    async def get_by_username(self, username: str) -> User | None:
+        statement = select(users).where(users.c.username == username.lower())
+        row = (await self._db.execute(statement)).first()
+        return _user(row) if row else None
+
+    async def search(self, prefix: str, limit: int) -> list[User]:
+        # autoescape: "_" is a legal username character and a LIKE wildcard.
+        statement = (
+            select(users)
+            .where(users.c.username.startswith(prefix.lower(), autoescape=True))
+            .order_by(users.c.username)
+            .limit(limit)
+        )
+        return [_user(row) for row in await self._db.execute(statement)]
+
+
+class SqlAlchemyRoomRepository(RoomRepository):
+    """Rooms, memberships with their markers, and the per-room sequence."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, room: Room) -> None:
+        statement = insert(rooms).values(
+            id=room.id,
+            name=room.name,
+            kind=room.kind.value,
+            created_at=room.created_at,
+            last_seq=room.last_seq,
+            direct_key=room.direct_key,
+        )
+        await self._db.insert_or_conflict(statement, "room: the pair already has a direct room")
+
+    async def get(self, room_id: str) -> Room | None:
+        row = (await self._db.execute(select(rooms).where(rooms.c.id == room_id))).first()
+        return _room(row) if row else None
+
+    async def get_direct(self, direct_key: str) -> Room | None:
+        statement = select(rooms).where(rooms.c.direct_key == direct_key)
+        row = (await self._db.execute(statement)).first()
+        return _room(row) if row else None
+
+    async def add_member(self, membership: Membership) -> None:
+        await self._db.execute(
+            insert(memberships).values(
+                room_id=membership.room_id,
+                user_id=membership.user_id,
+                role=membership.role.value,
+                joined_at=membership.joined_at,
+                delivered_seq=membership.delivered_seq,
+                read_seq=membership.read_seq,
+            )
+        )
+
+    async def remove_member(self, room_id: str, user_id: str) -> None:
+        await self._db.execute(
+            memberships.delete().where(
+                memberships.c.room_id == room_id, memberships.c.user_id == user_id
+            )
+        )
+
+    async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
+        statement = select(memberships).where(
+            memberships.c.room_id == room_id, memberships.c.user_id == user_id
+        )
+        row = (await self._db.execute(statement)).first()
+        return _membership(row) if row else None
+
+    async def members(self, room_id: str) -> list[Member]:
+        # Members who joined together (a new room) list the owner first, then by name.
+        statement = (
+            select(memberships, users.c.username)
+            .join(users, users.c.id == memberships.c.user_id)
+            .where(memberships.c.room_id == room_id)
+            .order_by(
+                memberships.c.joined_at,
+                case((memberships.c.role == Role.OWNER.value, 0), else_=1),
+                users.c.username,
+            )
+        )
+        rows = await self._db.execute(statement)
+        return [Member(_membership(row), row.username) for row in rows]
+
+    async def member_ids(self, room_id: str) -> list[str]:
+        statement = select(memberships.c.user_id).where(memberships.c.room_id == room_id)
+        return list((await self._db.execute(statement)).scalars())
+
+    async def summaries_for(self, user_id: str) -> list[RoomSummary]:
+        # One query whatever the number of rooms: the last message is the one whose seq is
+        # the room's last_seq (seq has no gap), the unread count a correlated count.
+        last = messages.alias("last_message")
+        unread = (
+            select(func.count())
+            .select_from(messages)
+            .where(
+                messages.c.room_id == rooms.c.id,
+                messages.c.seq > memberships.c.read_seq,
+                messages.c.sender_id != user_id,
+            )
+            .scalar_subquery()
+        )
+        activity = func.coalesce(rooms.c.last_activity_at, rooms.c.created_at, type_=UTCDateTime)
+        statement = (
+            select(
+                rooms,
+                activity.label("activity_at"),
+                unread.label("unread_count"),
+                *(column.label(f"m_{column.name}") for column in last.c),
+            )
+            .select_from(
+                memberships.join(rooms, rooms.c.id == memberships.c.room_id).outerjoin(
+                    last, and_(last.c.room_id == rooms.c.id, last.c.seq == rooms.c.last_seq)
+                )
+            )
+            .where(memberships.c.user_id == user_id)
+            .order_by(activity.desc(), rooms.c.created_at.desc(), rooms.c.id)
+        )
+        summaries = []
+        for row in await self._db.execute(statement):
+            last_message = (
+                Message(
+                    row.m_id,
+                    row.m_room_id,
+                    row.m_sender_id,
+                    row.m_body,
+                    row.m_created_at,
+                    row.m_client_msg_id,
+                    row.m_seq,
+                    row.m_edited_at,
+                    bool(row.m_deleted),
+                )
+                if row.m_id is not None
+                else None
+            )
+            summaries.append(
+                RoomSummary(_room(row), last_message, int(row.unread_count), row.activity_at)
+            )
+        return summaries
+
+    async def room_ids_of(self, user_id: str) -> list[str]:
+        statement = select(memberships.c.room_id).where(memberships.c.user_id == user_id)
+        return list((await self._db.execute(statement)).scalars())
+
+    async def allocate_seq(self, room_id: str) -> int:
+        # One statement, gapless: the UPDATE locks the room's row until this transaction
+        # ends (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already holds the database),
+        # so concurrent senders to one room queue here, and a rollback undoes the increment.
+        now = datetime.now(UTC)
+        statement = (
+            update(rooms)
+            .where(rooms.c.id == room_id)
+            .values(
+                last_seq=rooms.c.last_seq + 1,
+                # Never backwards, should clocks disagree across nodes.
+                last_activity_at=case(
+                    (rooms.c.last_activity_at > now, rooms.c.last_activity_at),
+                    else_=literal(now, UTCDateTime()),
+                ),
+            )
+            .returning(rooms.c.last_seq)
+        )
+        seq = (await self._db.execute(statement)).scalar_one_or_none()
+        if seq is None:
+            raise NotFound("room not found")
+        return int(seq)
+
+    async def advance_marker(
+        self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None
+    ) -> Membership | None:
+        values: dict[str, Any] = {}
+        if delivered_seq is not None:
+            values["delivered_seq"] = _forward(memberships.c.delivered_seq, delivered_seq)
+        if read_seq is not None:
+            values["read_seq"] = _forward(memberships.c.read_seq, read_seq)
+        if not values:
+            return await self.get_membership(room_id, user_id)
+        statement = (
+            update(memberships)
+            .where(memberships.c.room_id == room_id, memberships.c.user_id == user_id)
+            .values(**values)
+            .returning(*memberships.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        return _membership(row) if row else None
+
+
+class SqlAlchemyMessageRepository(MessageRepository):
+    """Messages of rooms, paged by ``seq``."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, message: Message) -> None:
+        if message.seq is None:
+            raise ValueError("a message is stored with its seq")
+        await self._db.execute(
+            insert(messages).values(
+                id=message.id,
+                room_id=message.room_id,
+                seq=message.seq,
+                sender_id=message.sender_id,
+                body=message.body,
+                client_msg_id=message.client_msg_id,
+                created_at=message.created_at,
+                edited_at=message.edited_at,
+                deleted=message.deleted,
+            )
+        )
+
+    async def get(self, message_id: str) -> Message | None:
+        statement = select(messages).where(messages.c.id == message_id)
+        row = (await self._db.execute(statement)).first()
+        return _message(row) if row else None
+
+    async def update(self, message: Message) -> None:
+        # Only what an edit or a delete changes: room, seq, sender and origin are fixed.
+        await self._db.execute(
+            update(messages)
+            .where(messages.c.id == message.id)
+            .values(body=message.body, edited_at=message.edited_at, deleted=message.deleted)
+        )
+
+    async def page(
+        self, room_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
+    ) -> tuple[list[Message], bool]:
+        statement = select(messages).where(messages.c.room_id == room_id)
+        if after_seq is not None:
+            statement = statement.where(messages.c.seq > after_seq)
+        if before_seq is not None:
+            statement = statement.where(messages.c.seq < before_seq)
+        # One row more than asked tells whether more lie beyond the page.
+        if after_seq is not None:
+            statement = statement.order_by(messages.c.seq).limit(limit + 1)
+        else:
+            statement = statement.order_by(messages.c.seq.desc()).limit(limit + 1)
+        found = [_message(row) for row in await self._db.execute(statement)]
+        has_more = len(found) > limit
+        found = found[:limit]
+        if after_seq is None:
+            found.reverse()
+        return found, has_more

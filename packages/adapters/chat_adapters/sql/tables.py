@@ -1,0 +1,134 @@
+"""The schema as SQLAlchemy Core tables: what the repositories query and Alembic compares to.
+
+The migrations in ``migrations/versions`` are the source of truth for the database;
+this module must describe the same schema.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+)
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints, so that SQLite batch migrations can find and alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ID_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL keeps the zone (timestamptz); SQLite stores text without one, so values
+    are converted to UTC on the way in and tagged as UTC on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: the storage keeps timezone-aware UTC only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    # Callers store it lower-case, so a plain unique index makes it unique without case.
+    Column("username", String(32), nullable=False, unique=True),
+    Column("display_name", String(64), nullable=False),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # The last seq handed out; incremented under the row lock, see allocate_seq.
+    Column("last_seq", Integer, nullable=False, default=0, server_default="0"),
+    # Unique per pair of users for direct rooms; NULL (never equal) for groups.
+    Column("direct_key", String(2 * ID_LENGTH + 1), nullable=True, unique=True),
+    # Time of the last stored message; NULL until the first one (then creation time counts).
+    Column("last_activity_at", UTCDateTime(), nullable=True),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column(
+        "room_id",
+        String(ID_LENGTH),
+        ForeignKey("rooms.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("role", String(16), nullable=False),
+    Column("joined_at", UTCDateTime(), nullable=False),
+    Column("delivered_seq", Integer, nullable=False, default=0, server_default="0"),
+    Column("read_seq", Integer, nullable=False, default=0, server_default="0"),
+    # "Rooms of a user" is the hot lookup (socket connect, room list).
+    Index("ix_memberships_user_id", "user_id"),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column(
+        "room_id",
+        String(ID_LENGTH),
+        ForeignKey("rooms.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("seq", Integer, nullable=False),
+    Column("sender_id", String(ID_LENGTH), ForeignKey("users.id"), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("client_msg_id", String(64), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("edited_at", UTCDateTime(), nullable=True),
+    Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
+    # The last line of defence of "no duplicate seq"; also the index of every page query.
+    UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
+)

@@ -1,0 +1,107 @@
+"""The unit of work: one connection, one transaction, three repositories sharing them."""
+
+from __future__ import annotations
+
+import contextlib
+from types import TracebackType
+from typing import Any
+
+from chat_domain.errors import Conflict, Unavailable
+from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql import Executable
+
+from chat_adapters.sql import engine as engines
+from chat_adapters.sql.errors import connecting, translate_errors
+from chat_adapters.sql.repositories import (
+    SqlAlchemyMessageRepository,
+    SqlAlchemyRoomRepository,
+    SqlAlchemyUserRepository,
+)
+
+
+class SqlAlchemyUnitOfWork(UnitOfWork):
+    """A transaction on one pooled connection, taken at the first statement.
+
+    The connection goes back to the pool when the ``async with`` block ends; leaving
+    without ``commit`` rolls back. After ``commit`` the next statement opens a new
+    transaction on the same connection.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._conn: AsyncConnection | None = None
+        self.users = SqlAlchemyUserRepository(self)
+        self.rooms = SqlAlchemyRoomRepository(self)
+        self.messages = SqlAlchemyMessageRepository(self)
+
+    async def _connection(self) -> AsyncConnection:
+        if self._conn is None:
+            with connecting():
+                self._conn = await self._engine.connect()
+        return self._conn
+
+    async def execute(self, statement: Executable) -> CursorResult[Any]:
+        """Run ``statement`` in this unit's transaction (begun on first use)."""
+        with translate_errors():
+            conn = await self._connection()
+            return await conn.execute(statement)
+
+    async def insert_or_conflict(self, statement: Executable, conflict: str) -> None:
+        """Run an INSERT that may break a unique constraint, raising ``Conflict`` if it does.
+
+        A savepoint keeps the transaction usable after the failure: PostgreSQL would
+        otherwise refuse every later statement of the unit.
+        """
+        with translate_errors():
+            conn = await self._connection()
+            try:
+                async with conn.begin_nested():
+                    await conn.execute(statement)
+            except IntegrityError as exc:
+                raise Conflict(conflict) from exc
+
+    async def commit(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            with translate_errors():
+                await self._conn.commit()
+
+    async def rollback(self) -> None:
+        if self._conn is not None and self._conn.in_transaction():
+            with translate_errors():
+                await self._conn.rollback()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self.rollback()
+        except Unavailable:
+            if exc is None:
+                raise
+            # The block already failed (likely for the same reason): keep its error.
+        finally:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                # A dead connection is invalidated by the pool; closing it must not mask
+                # the error that brought us here.
+                with contextlib.suppress(DBAPIError, OSError):
+                    await conn.close()
+
+
+class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
+    """Storage entry point: opens units of work on one ``AsyncEngine``."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    def __call__(self) -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(self._engine)
+
+    async def check(self) -> None:
+        await engines.check(self._engine)

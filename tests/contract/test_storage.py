@@ -1,0 +1,615 @@
+"""Contract of the storage port: one set of asserts, run on every adapter.
+
+``memory`` always runs; ``sqlite`` runs on a file in ``tmp_path``; ``postgres`` runs on a
+database created for the test session (skipped on a laptop without PostgreSQL, a failure
+in CI). Each test gets its own engine, because an ``AsyncEngine`` belongs to one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import threading
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg  # type: ignore[import-untyped]
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from chat_adapters.memory.storage import InMemoryUnitOfWorkFactory
+from chat_adapters.sql.engine import create_engine
+from chat_adapters.sql.migrate import migrate
+from chat_adapters.sql.tables import metadata
+from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
+from chat_domain.entities import Membership, Message, Role, Room, RoomKind, User
+from chat_domain.errors import Conflict, NotFound, Unavailable
+from chat_domain.ports.storage import UnitOfWorkFactory
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.support.services import POSTGRES, require
+
+T = TypeVar("T")
+# Fixed, whole-millisecond times in the past: every backend must give them back unchanged.
+T0 = datetime(2025, 3, 1, 12, 0, 0, 123000, tzinfo=UTC)
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+def _in_thread(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on a loop of its own: session fixtures may be set up inside a test's."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    async def main() -> None:
+        result.append(await make())
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated database for this test session, dropped at the end."""
+    require(POSTGRES)
+    admin = make_url(POSTGRES.url)
+    admin_dsn = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    name = f"chat_test_{secrets.token_hex(6)}"
+    url = admin.set(drivername="postgresql+asyncpg", database=name).render_as_string(
+        hide_password=False
+    )
+
+    async def admin_sql(sql: str) -> None:
+        conn = await asyncpg.connect(admin_dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    async def create() -> None:
+        await admin_sql(f'CREATE DATABASE "{name}"')
+        engine = create_engine(url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+
+    _in_thread(create)
+    try:
+        yield url
+    finally:
+        _in_thread(lambda: admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _sql_engine(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> AsyncEngine:
+    if kind == "sqlite":
+        # A directory that does not exist yet: the engine must create it.
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/var/chat.db")
+        await migrate(engine)
+        return engine
+    engine = create_engine(request.getfixturevalue("postgres_url"))
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE messages, memberships, rooms, users"))
+    return engine
+
+
+SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=["memory", *SQL_BACKENDS])
+async def storage(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[UnitOfWorkFactory]:
+    if request.param == "memory":
+        yield InMemoryUnitOfWorkFactory()
+        return
+    engine = await _sql_engine(request.param, request, tmp_path)
+    try:
+        yield SqlAlchemyUnitOfWorkFactory(engine)
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture(params=SQL_BACKENDS)
+async def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = await _sql_engine(request.param, request, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def some(value: T | None) -> T:
+    assert value is not None
+    return value
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def make_user(username: str, at: datetime = T0) -> User:
+    return User(new_id(), username, username.title(), at, "$argon2id$not-a-real-hash")
+
+
+def make_room(name: str = "general", at: datetime = T0, direct_key: str | None = None) -> Room:
+    kind = RoomKind.DIRECT if direct_key else RoomKind.GROUP
+    return Room(new_id(), name, kind, at, direct_key=direct_key)
+
+
+async def add_users(storage: UnitOfWorkFactory, *names: str) -> list[User]:
+    users = [make_user(name) for name in names]
+    async with storage() as uow:
+        for user in users:
+            await uow.users.add(user)
+        await uow.commit()
+    return users
+
+
+async def add_room(
+    storage: UnitOfWorkFactory, owner: User, *others: User, at: datetime = T0
+) -> Room:
+    room = make_room(at=at)
+    async with storage() as uow:
+        await uow.rooms.add(room)
+        await uow.rooms.add_member(Membership(room.id, owner.id, Role.OWNER, at))
+        for other in others:
+            await uow.rooms.add_member(Membership(room.id, other.id, Role.MEMBER, at))
+        await uow.commit()
+    return room
+
+
+async def store(storage: UnitOfWorkFactory, room: Room, sender: User, body: str) -> Message:
+    """What StoreMessage does: look for the id, take the next seq, insert, commit."""
+    message_id = new_id()
+    async with storage() as uow:
+        assert await uow.messages.get(message_id) is None
+        seq = await uow.rooms.allocate_seq(room.id)
+        message = Message(message_id, room.id, sender.id, body, T0, f"c-{body}", seq=seq)
+        await uow.messages.add(message)
+        await uow.rooms.member_ids(room.id)
+        await uow.commit()
+    return message
+
+
+async def read(storage: UnitOfWorkFactory, fn: Callable[[Any], Awaitable[T]]) -> T:
+    async with storage() as uow:
+        return await fn(uow)
+
+
+# --- users --------------------------------------------------------------------------------
+
+
+async def test_user_add_get_and_get_by_username(storage: UnitOfWorkFactory) -> None:
+    (alice,) = await add_users(storage, "alice")
+    async with storage() as uow:
+        got = await uow.users.get(alice.id)
+        assert got == alice
+        assert got.password_hash == alice.password_hash
+        assert got.created_at.utcoffset() == timedelta(0)
+        assert await uow.users.get_by_username("alice") == alice
+        assert await uow.users.get(new_id()) is None
+        assert await uow.users.get_by_username("nobody") is None
+
+
+async def test_user_timestamps_come_back_in_utc(storage: UnitOfWorkFactory) -> None:
+    paris = timedelta(hours=1)
+    user = make_user("zoe", at=T0.astimezone(timezone(paris)))
+    async with storage() as uow:
+        await uow.users.add(user)
+        await uow.commit()
+    got = await read(storage, lambda uow: uow.users.get(user.id))
+    assert got.created_at == T0
+    assert got.created_at.utcoffset() == timedelta(0)
+
+
+async def test_taken_username_is_a_conflict_and_the_unit_stays_usable(
+    storage: UnitOfWorkFactory,
+) -> None:
+    await add_users(storage, "alice")
+    bob = make_user("bob")
+    async with storage() as uow:
+        with pytest.raises(Conflict):
+            await uow.users.add(make_user("alice"))
+        await uow.users.add(bob)  # the failed insert did not spoil the transaction
+        await uow.commit()
+    assert await read(storage, lambda uow: uow.users.get(bob.id)) == bob
+
+
+async def test_search_by_prefix_in_username_order_with_limit(storage: UnitOfWorkFactory) -> None:
+    await add_users(storage, "bobcat", "alice", "bob", "b_x", "bzz", "bobby")
+    async with storage() as uow:
+        found = await uow.users.search("bob", 10)
+        assert [u.username for u in found] == ["bob", "bobby", "bobcat"]
+        assert [u.username for u in await uow.users.search("bob", 2)] == ["bob", "bobby"]
+        # "_" is literal, not a LIKE wildcard.
+        assert [u.username for u in await uow.users.search("b_", 10)] == ["b_x"]
+        assert await uow.users.search("zzz", 10) == []
+        assert len(await uow.users.search("", 4)) == 4
+
+
+# --- rooms and members --------------------------------------------------------------------
+
+
+async def test_room_add_and_get(storage: UnitOfWorkFactory) -> None:
+    room = make_room("general")
+    async with storage() as uow:
+        await uow.rooms.add(room)
+        await uow.commit()
+    async with storage() as uow:
+        got = await uow.rooms.get(room.id)
+        assert got == room
+        assert got.kind is RoomKind.GROUP
+        assert got.last_seq == 0
+        assert await uow.rooms.get(new_id()) is None
+
+
+async def test_members_with_usernames_by_join_time(storage: UnitOfWorkFactory) -> None:
+    zed, carol, bob, dan = await add_users(storage, "zed", "carol", "bob", "dan")
+    room = make_room()
+    async with storage() as uow:
+        await uow.rooms.add(room)
+        await uow.rooms.add_member(
+            Membership(room.id, bob.id, Role.MEMBER, T0 + timedelta(seconds=5))
+        )
+        # Joined together (a new room): the owner comes first, then by username.
+        await uow.rooms.add_member(Membership(room.id, carol.id, Role.MEMBER, T0))
+        await uow.rooms.add_member(Membership(room.id, zed.id, Role.OWNER, T0))
+        await uow.commit()
+    async with storage() as uow:
+        members = await uow.rooms.members(room.id)
+        assert [m.username for m in members] == ["zed", "carol", "bob"]
+        assert members[0].membership == Membership(room.id, zed.id, Role.OWNER, T0)
+        assert members[0].membership.is_owner
+        assert members[2].membership.joined_at == T0 + timedelta(seconds=5)
+        assert sorted(await uow.rooms.member_ids(room.id)) == sorted([zed.id, carol.id, bob.id])
+        assert await uow.rooms.get_membership(room.id, carol.id) == Membership(
+            room.id, carol.id, Role.MEMBER, T0
+        )
+        assert await uow.rooms.get_membership(room.id, dan.id) is None
+        assert await uow.rooms.room_ids_of(carol.id) == [room.id]
+        assert await uow.rooms.room_ids_of(dan.id) == []
+
+    async with storage() as uow:
+        await uow.rooms.remove_member(room.id, carol.id)
+        await uow.commit()
+    async with storage() as uow:
+        assert [m.username for m in await uow.rooms.members(room.id)] == ["zed", "bob"]
+        assert await uow.rooms.get_membership(room.id, carol.id) is None
+        assert await uow.rooms.room_ids_of(carol.id) == []
+        assert await uow.rooms.members(new_id()) == []
+
+
+async def test_adding_a_member_twice_is_a_conflict(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    async with storage() as uow:
+        with pytest.raises(Conflict):
+            await uow.rooms.add_member(Membership(room.id, bob.id, Role.MEMBER, T0))
+
+
+async def test_direct_room_by_key_and_one_per_pair(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    key = Room.direct_key_for(alice.id, bob.id)
+    direct = make_room("", direct_key=key)
+    async with storage() as uow:
+        await uow.rooms.add(direct)
+        # Group rooms have no key: any number of them.
+        await uow.rooms.add(make_room("one"))
+        await uow.rooms.add(make_room("two"))
+        await uow.commit()
+    async with storage() as uow:
+        got = await uow.rooms.get_direct(Room.direct_key_for(bob.id, alice.id))
+        assert got == direct
+        assert got.kind is RoomKind.DIRECT
+        assert await uow.rooms.get_direct(Room.direct_key_for(alice.id, new_id())) is None
+    async with storage() as uow:
+        with pytest.raises(Conflict):
+            await uow.rooms.add(make_room("", direct_key=key))
+
+
+# --- the per-room sequence ----------------------------------------------------------------
+
+
+async def test_allocate_seq_is_gapless_and_a_rollback_frees_the_number(
+    storage: UnitOfWorkFactory,
+) -> None:
+    room = make_room()
+    other = make_room("other")
+    async with storage() as uow:
+        await uow.rooms.add(room)
+        await uow.rooms.add(other)
+        assert [await uow.rooms.allocate_seq(room.id) for _ in range(3)] == [1, 2, 3]
+        assert await uow.rooms.allocate_seq(other.id) == 1  # each room counts alone
+        await uow.commit()
+    async with storage() as uow:
+        assert await uow.rooms.allocate_seq(room.id) == 4
+        # left without commit
+    async with storage() as uow:
+        assert await uow.rooms.allocate_seq(room.id) == 4
+        await uow.rollback()
+        assert await uow.rooms.allocate_seq(room.id) == 4
+        await uow.commit()
+    async with storage() as uow:
+        assert some(await uow.rooms.get(room.id)).last_seq == 4
+        with pytest.raises(NotFound):
+            await uow.rooms.allocate_seq(new_id())
+
+
+@pytest.mark.timeout(60)
+async def test_concurrent_stores_in_one_room_get_1_to_n(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    senders = [alice, bob]
+    stored = await asyncio.gather(
+        *(store(storage, room, senders[i % 2], f"m{i}") for i in range(50))
+    )
+    assert sorted(some(m.seq) for m in stored) == list(range(1, 51))
+    async with storage() as uow:
+        page, has_more = await uow.messages.page(room.id, after_seq=0, before_seq=None, limit=100)
+        assert not has_more
+        assert [m.seq for m in page] == list(range(1, 51))
+        assert {m.id for m in page} == {m.id for m in stored}
+        assert some(await uow.rooms.get(room.id)).last_seq == 50
+
+
+# --- messages -----------------------------------------------------------------------------
+
+
+async def test_message_add_get_edit_and_tombstone(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    message = await store(storage, room, alice, "hello")
+    assert message.seq == 1
+    assert await read(storage, lambda uow: uow.messages.get(message.id)) == message
+    assert await read(storage, lambda uow: uow.messages.get(new_id())) is None
+
+    edited = message.edited("hello, world", T0 + timedelta(minutes=1))
+    async with storage() as uow:
+        await uow.messages.update(edited)
+        await uow.commit()
+    got = await read(storage, lambda uow: uow.messages.get(message.id))
+    assert got == edited
+    assert got.edited_at == T0 + timedelta(minutes=1)
+
+    async with storage() as uow:
+        await uow.messages.update(edited.tombstone())
+        await uow.commit()
+    got = await read(storage, lambda uow: uow.messages.get(message.id))
+    assert got.deleted
+    assert got.body == ""
+    assert got.seq == 1
+    assert got.client_msg_id == "c-hello"
+
+
+async def test_a_seq_is_stored_once_per_room(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    first = await store(storage, room, alice, "one")
+    async with storage() as uow:
+        with pytest.raises(Conflict):
+            await uow.messages.add(Message(new_id(), room.id, bob.id, "two", T0, seq=first.seq))
+
+
+async def test_page_cursors_and_has_more(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    noise = await add_room(storage, bob)
+    for i in range(7):
+        await store(storage, room, alice if i % 2 else bob, f"m{i}")
+        await store(storage, noise, bob, f"n{i}")
+
+    async def page(
+        after_seq: int | None = None, before_seq: int | None = None, limit: int = 3
+    ) -> tuple[list[int], bool]:
+        async with storage() as uow:
+            found, more = await uow.messages.page(
+                room.id, after_seq=after_seq, before_seq=before_seq, limit=limit
+            )
+        assert all(m.room_id == room.id for m in found)
+        return [m.seq for m in found if m.seq is not None], more
+
+    # after_seq: the first `limit` after it, ascending; more = newer remain.
+    assert await page(after_seq=0) == ([1, 2, 3], True)
+    assert await page(after_seq=3) == ([4, 5, 6], True)
+    assert await page(after_seq=4) == ([5, 6, 7], False)
+    assert await page(after_seq=6) == ([7], False)
+    assert await page(after_seq=7) == ([], False)
+    # neither: the newest page, ascending; more = older remain.
+    assert await page() == ([5, 6, 7], True)
+    assert await page(limit=7) == ([1, 2, 3, 4, 5, 6, 7], False)
+    assert await page(limit=200) == ([1, 2, 3, 4, 5, 6, 7], False)
+    # before_seq: the last `limit` before it, ascending.
+    assert await page(before_seq=5, limit=2) == ([3, 4], True)
+    assert await page(before_seq=4) == ([1, 2, 3], False)
+    assert await page(before_seq=3) == ([1, 2], False)
+    assert await page(before_seq=1) == ([], False)
+    assert await page(before_seq=100, limit=1) == ([7], True)
+
+    async with storage() as uow:
+        empty = make_room("empty")
+        await uow.rooms.add(empty)
+        assert await uow.messages.page(empty.id, after_seq=None, before_seq=None, limit=5) == (
+            [],
+            False,
+        )
+
+
+# --- room list ----------------------------------------------------------------------------
+
+
+async def test_summaries_by_activity_with_last_message_and_unread(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
+    # Created in the past, before any message: a message makes its room the most recent.
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    quiet = await add_room(storage, alice, bob, at=base)
+    busy = await add_room(storage, alice, bob, at=base + timedelta(minutes=1))
+    newest = await add_room(storage, bob, alice, at=base + timedelta(minutes=2))
+    await add_room(storage, bob, carol, at=base + timedelta(minutes=3))  # not alice's
+
+    await store(storage, busy, bob, "b1")
+    await store(storage, busy, alice, "a1")  # her own: not unread for her
+    last = await store(storage, busy, bob, "b2")
+
+    async with storage() as uow:
+        summaries = await uow.rooms.summaries_for(alice.id)
+    assert [s.room.id for s in summaries] == [busy.id, newest.id, quiet.id]
+    by_id = {s.room.id: s for s in summaries}
+    assert by_id[busy.id].last_message == last
+    assert by_id[busy.id].room.last_seq == 3
+    assert by_id[busy.id].unread_count == 2
+    assert by_id[busy.id].last_activity_at > newest.created_at
+    assert by_id[busy.id].last_activity_at.utcoffset() == timedelta(0)
+    assert by_id[newest.id].last_message is None
+    assert by_id[newest.id].unread_count == 0
+    assert by_id[newest.id].last_activity_at == newest.created_at
+    assert by_id[quiet.id].room == quiet
+
+    async with storage() as uow:
+        summaries = await uow.rooms.summaries_for(bob.id)
+    # Bob sent b1 and b2; only alice's a1 is unread for him.
+    assert {s.room.id: s.unread_count for s in summaries}[busy.id] == 1
+
+    # Reading moves the count; a message elsewhere moves the order.
+    async with storage() as uow:
+        await uow.rooms.advance_marker(busy.id, alice.id, delivered_seq=None, read_seq=1)
+        await uow.commit()
+    await asyncio.sleep(0.01)
+    quiet_last = await store(storage, quiet, bob, "q1")
+    async with storage() as uow:
+        summaries = await uow.rooms.summaries_for(alice.id)
+    assert [s.room.id for s in summaries] == [quiet.id, busy.id, newest.id]
+    assert summaries[0].last_message == quiet_last
+    assert summaries[0].unread_count == 1
+    assert summaries[1].unread_count == 1
+    assert await read(storage, lambda uow: uow.rooms.summaries_for(new_id())) == []
+
+
+# --- markers ------------------------------------------------------------------------------
+
+
+async def test_advance_marker_only_moves_forward(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+
+    async def advance(delivered: int | None, read_seq: int | None) -> tuple[int, int] | None:
+        async with storage() as uow:
+            after = await uow.rooms.advance_marker(
+                room.id, bob.id, delivered_seq=delivered, read_seq=read_seq
+            )
+            await uow.commit()
+        return (after.delivered_seq, after.read_seq) if after else None
+
+    assert await advance(3, None) == (3, 0)
+    assert await advance(None, 2) == (3, 2)
+    assert await advance(1, 1) == (3, 2)  # never backwards
+    assert await advance(5, 5) == (5, 5)
+    assert await advance(None, None) == (5, 5)
+    membership = await read(storage, lambda uow: uow.rooms.get_membership(room.id, bob.id))
+    assert (membership.delivered_seq, membership.read_seq) == (5, 5)
+    assert membership.role is Role.MEMBER
+    async with storage() as uow:
+        assert (
+            await uow.rooms.advance_marker(room.id, new_id(), delivered_seq=1, read_seq=1) is None
+        )
+
+
+# --- transactions -------------------------------------------------------------------------
+
+
+async def test_leaving_without_commit_discards_everything(storage: UnitOfWorkFactory) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice)
+    ghost = make_user("ghost")
+    async with storage() as uow:
+        await uow.users.add(ghost)
+        await uow.rooms.add_member(Membership(room.id, bob.id, Role.MEMBER, T0))
+        await uow.rooms.advance_marker(room.id, alice.id, delivered_seq=9, read_seq=9)
+        assert await uow.users.get(ghost.id) == ghost  # a unit sees its own writes
+    async with storage() as uow:
+        assert await uow.users.get(ghost.id) is None
+        assert await uow.rooms.get_membership(room.id, bob.id) is None
+        assert some(await uow.rooms.get_membership(room.id, alice.id)).read_seq == 0
+
+
+async def test_an_exception_rolls_back_and_commit_keeps_what_came_before(
+    storage: UnitOfWorkFactory,
+) -> None:
+    kept, lost, dropped = make_user("kept"), make_user("lost"), make_user("dropped")
+    with pytest.raises(RuntimeError):
+        async with storage() as uow:
+            await uow.users.add(lost)
+            raise RuntimeError("boom")
+    async with storage() as uow:
+        await uow.users.add(kept)
+        await uow.commit()
+        await uow.users.add(dropped)  # a new transaction, never committed
+    async with storage() as uow:
+        assert await uow.users.get(lost.id) is None
+        assert await uow.users.get(kept.id) == kept
+        assert await uow.users.get(dropped.id) is None
+
+
+async def test_check_passes_when_the_database_answers(storage: UnitOfWorkFactory) -> None:
+    await storage.check()
+
+
+# --- SQL only -----------------------------------------------------------------------------
+
+
+async def test_migrations_are_idempotent_and_match_the_tables(sql_engine: AsyncEngine) -> None:
+    await migrate(sql_engine)  # already at head: nothing to do
+    async with sql_engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert diff == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        # Nothing listens on port 1.
+        "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere",
+        # The server answers, but the database is not there.
+        "{postgres_server}/chat_test_missing",
+        # A directory where the database file should be: SQLite cannot open it.
+        "sqlite+aiosqlite:///{tmp_path}",
+    ],
+    ids=["postgres-refused", "postgres-missing-database", "sqlite-unopenable"],
+)
+async def test_a_database_that_does_not_answer_is_unavailable(url: str, tmp_path: Path) -> None:
+    if "{postgres_server}" in url:
+        server = make_url(require(POSTGRES).url).set(database=None)
+        url = url.replace("{postgres_server}", server.render_as_string(hide_password=False))
+    engine = create_engine(url.format(tmp_path=tmp_path))
+    storage = SqlAlchemyUnitOfWorkFactory(engine)
+    try:
+        with pytest.raises(Unavailable):
+            await storage.check()
+        with pytest.raises(Unavailable):
+            async with storage() as uow:
+                await uow.users.get(new_id())
+    finally:
+        await engine.dispose()
