@@ -6,16 +6,19 @@ Every client event answers through its acknowledgement, ``{"ok": true, ...}`` or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any
 
 import socketio
-from chat_adapters.socketio.notifier import user_room
+from chat_adapters.socketio.notifier import NAMESPACE, user_room
 from chat_bootstrap.container import Container
 from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
 from chat_domain.errors import DomainError, Unauthorized
 from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
+from chat_domain.usecases.presence import PRESENCE
 from chat_domain.views import message_view
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +26,10 @@ from chat_server.errors import describe_validation_error, error_body
 
 log = logging.getLogger("chat.realtime")
 Ack = dict[str, Any]
+# A typing indicator not refreshed within this many seconds is relayed as stopped.
+TYPING_TTL = 5.0
+# The socket whose event is being handled (each socket.io event runs in its own task).
+current_sid: ContextVar[str] = ContextVar("current_sid")
 
 
 class Event(BaseModel):
@@ -56,7 +63,57 @@ def failed(code: str, message: str) -> Ack:
     return {"ok": False, **error_body(code, message)}
 
 
-def register_socket_handlers(sio: socketio.AsyncServer, container: Container) -> None:
+class TypingTimers:
+    """This node's typing indicators: per socket and room, a timer that relays
+    ``is_typing: false`` when no refresh comes within ``ttl`` (and at once when the socket
+    goes), so a client that crashed mid-word never leaves "typing..." on screen for good."""
+
+    def __init__(self, relay: Callable[[str, str, bool], Awaitable[None]], ttl: float) -> None:
+        self._relay, self._ttl = relay, ttl
+        self._timers: dict[tuple[str, str], tuple[str, asyncio.TimerHandle]] = {}
+        self._relaying: set[asyncio.Task[None]] = set()
+
+    def typing(self, sid: str, user_id: str, room_id: str, is_typing: bool) -> None:
+        """After a relayed ``typing`` event: (re)arm the timer, or disarm it on a stop."""
+        key = (sid, room_id)
+        previous = self._timers.pop(key, None)
+        if previous is not None:
+            previous[1].cancel()
+        if is_typing:
+            timer = asyncio.get_running_loop().call_later(self._ttl, self._expire, key)
+            self._timers[key] = (user_id, timer)
+
+    async def socket_gone(self, sid: str) -> None:
+        for key in [k for k in self._timers if k[0] == sid]:
+            user_id, timer = self._timers.pop(key)
+            timer.cancel()
+            await self._stop(user_id, key[1])
+
+    def _expire(self, key: tuple[str, str]) -> None:
+        user_id, _ = self._timers.pop(key)
+        task = asyncio.create_task(self._stop(user_id, key[1]))
+        self._relaying.add(task)  # keep a reference until it is done
+        task.add_done_callback(self._relaying.discard)
+
+    async def _stop(self, user_id: str, room_id: str) -> None:
+        try:
+            await self._relay(user_id, room_id, False)
+        except DomainError:
+            pass  # no longer a member of the room: nobody there to tell
+        except Exception:
+            log.exception("relaying the end of typing in room %s failed", room_id)
+
+
+def register_socket_handlers(
+    sio: socketio.AsyncServer, container: Container, typing_ttl: float = TYPING_TTL
+) -> None:
+    typing_timers = TypingTimers(
+        lambda user_id, room_id, is_typing: container.relay_typing()(user_id, room_id, is_typing),
+        typing_ttl,
+    )
+    users: dict[str, str] = {}  # sid -> user id, for the disconnect handler
+    arriving: dict[str, asyncio.Task[None]] = {}  # sid -> its presence work after connect
+
     async def user_of(sid: str) -> str:
         session = await sio.get_session(sid)
         user_id: str = session["user_id"]
@@ -69,6 +126,7 @@ def register_socket_handlers(sio: socketio.AsyncServer, container: Container) ->
 
         def decorator(handler: Callable[[str, Any], Awaitable[Ack]]) -> None:
             async def wrapper(sid: str, data: Any = None) -> Ack:
+                current_sid.set(sid)
                 try:
                     payload = model.model_validate(data)
                     return await handler(await user_of(sid), payload)
@@ -95,6 +153,41 @@ def register_socket_handlers(sio: socketio.AsyncServer, container: Container) ->
         await sio.save_session(sid, {"user_id": user.id})
         # One socket.io room per user: events are addressed to users (see the notifier).
         await sio.enter_room(sid, user_room(user.id))
+        users[sid] = user.id
+        # Presence runs after the connect handler returns: an event emitted to a socket
+        # still "pre-connected" would reach the client before its CONNECT packet.
+        task = asyncio.create_task(arrived(sid, user.id))
+        arriving[sid] = task
+        task.add_done_callback(lambda _: arriving.pop(sid, None))
+
+    async def arrived(sid: str, user_id: str) -> None:
+        """Announce the user if this is their first socket, then tell this socket which of
+        its room mates are online, as one ``presence`` event each (online: true)."""
+        try:
+            for _ in range(1000):  # a few loop turns: until socket.io sent CONNECT
+                if not sio.manager.is_pre_connected(sid, NAMESPACE):
+                    break
+                await asyncio.sleep(0)
+            online = await container.connect_socket()(user_id, sid)
+            for contact_id in online:
+                await sio.emit(PRESENCE, {"user_id": contact_id, "online": True}, to=sid)
+        except Exception:
+            log.exception("presence on connect failed for user %s", user_id)
+
+    async def disconnect(sid: str, *_: Any) -> None:
+        user_id = users.pop(sid, None)
+        if user_id is None:
+            return
+        task = arriving.get(sid)
+        if task is not None:  # its connect is still being recorded: let it finish first
+            await asyncio.gather(task, return_exceptions=True)
+        await typing_timers.socket_gone(sid)
+        try:
+            await container.disconnect_socket()(user_id, sid)
+        except Exception:
+            log.exception("presence on disconnect failed for user %s", user_id)
+
+    sio.on("disconnect", handler=disconnect)
 
     @event("message:send", SendEvent)
     async def send(user_id: str, data: SendEvent) -> Ack:
@@ -116,6 +209,7 @@ def register_socket_handlers(sio: socketio.AsyncServer, container: Container) ->
     @event("typing", TypingEvent)
     async def typing(user_id: str, data: TypingEvent) -> Ack:
         await container.relay_typing()(user_id, data.room_id, data.is_typing)
+        typing_timers.typing(current_sid.get(), user_id, data.room_id, data.is_typing)
         return ok()
 
     @event("sync", SyncEvent)

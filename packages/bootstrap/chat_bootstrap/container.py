@@ -11,11 +11,14 @@ import logging
 
 import socketio
 from chat_adapters.memory.broker import InMemoryBroker
+from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
+from chat_adapters.redis.presence import RedisPresenceTracker
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
 from chat_adapters.socketio.json import OrjsonForSocketIO
 from chat_adapters.socketio.notifier import SocketIONotifier
+from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
@@ -27,6 +30,7 @@ from chat_domain.usecases.messages import (
     SendMessage,
     StoreMessage,
 )
+from chat_domain.usecases.presence import ConnectSocket, DisconnectSocket
 from chat_domain.usecases.receipts import ListReceipts, MoveMarker
 from chat_domain.usecases.rooms import (
     AddMember,
@@ -86,7 +90,7 @@ class Container(containers.DeclarativeContainer):
         settings.provided.socketio_manager,
         local=providers.Singleton(socketio.AsyncManager),
         redis=providers.Singleton(
-            socketio.AsyncRedisManager,
+            SupervisedRedisManager,
             url=settings.provided.redis_url,
             channel=settings.provided.redis_channel,
             logger=socketio_logger,
@@ -107,7 +111,7 @@ class Container(containers.DeclarativeContainer):
         role,
         server=socketio_server,
         worker=providers.Singleton(
-            socketio.AsyncRedisManager,
+            SupervisedRedisManager,
             url=settings.provided.redis_url,
             channel=settings.provided.redis_channel,
             write_only=True,
@@ -116,6 +120,17 @@ class Container(containers.DeclarativeContainer):
         ),
     )
     notifier = providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
+
+    # Who is online: in-process with the local manager, shared through Redis across nodes.
+    presence = providers.Selector(
+        settings.provided.socketio_manager,
+        local=providers.Singleton(InMemoryPresenceTracker),
+        redis=providers.Singleton(
+            RedisPresenceTracker,
+            url=settings.provided.redis_url,
+            prefix=settings.provided.redis_channel,
+        ),
+    )
 
     # --- use cases ------------------------------------------------------------------
     register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
@@ -140,6 +155,10 @@ class Container(containers.DeclarativeContainer):
     move_marker = providers.Factory(MoveMarker, uow=uow, notifier=notifier)
     list_receipts = providers.Factory(ListReceipts, uow=uow)
     relay_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
+    connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
+    disconnect_socket = providers.Factory(
+        DisconnectSocket, uow=uow, presence=presence, notifier=notifier
+    )
 
 
 def build_container(settings: Settings, role: str) -> Container:

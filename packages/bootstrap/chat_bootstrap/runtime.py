@@ -28,8 +28,12 @@ async def running(container: Container) -> AsyncIterator[Container]:
     finally:
         await broker.close()
         if container.role() == "worker":
-            emitter = container.socketio_emitter()
-            redis = getattr(emitter, "redis", None)
-            if redis is not None:
-                await redis.aclose()
+            manager = container.socketio_emitter()
+        else:
+            # After the sockets are gone (their disconnects updated presence).
+            await container.presence().close()
+            manager = container.socketio_manager()
+        close = getattr(manager, "close", None)  # the Redis manager's listener and client
+        if close is not None:
+            await close()
         await engine.dispose()

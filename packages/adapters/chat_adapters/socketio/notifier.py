@@ -41,3 +41,10 @@ class SocketIONotifier(RealtimeNotifier):
         rooms = [user_room(uid) for uid in dict.fromkeys(user_ids)]
         if rooms:
             await self._emitter.emit(event, dict(payload), namespace=NAMESPACE, room=rooms)
+
+    async def check(self) -> None:
+        """Delegate to the manager's ``check()`` (the supervised Redis manager has one)."""
+        manager = getattr(self._emitter, "manager", self._emitter)  # a server, or a manager
+        check = getattr(manager, "check", None)
+        if check is not None:
+            await check()

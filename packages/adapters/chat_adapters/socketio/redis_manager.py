@@ -1,0 +1,250 @@
+"""python-socketio's Redis manager, supervised: a dead or deaf listener is seen and restarted.
+
+python-socketio's ``AsyncRedisManager`` has failed in production in two quiet ways
+(PITFALLS §2, python-socketio#1581/#1585): its listener task died for good, or it
+looped on "Cannot receive from redis" while every cross-node emit was lost. Both are
+invisible from outside: emits still "succeed". This subclass
+
+- owns the listen loop (one Redis client, a fresh pub/sub connection per subscribe,
+  the old one closed, capped backoff) instead of leaking a client per retry;
+- runs a supervisor that, every ``probe_interval``, publishes a canary on a channel
+  only this node subscribes to: PUBLISH answering 0 receivers means "not subscribed",
+  no echo within ``probe_timeout`` means "subscribed but not reading". Either, or a
+  finished listener task, is logged at ERROR and the listener is restarted;
+- exposes ``check()`` (readiness) and Prometheus metrics;
+- makes a failed publish visible: logged and counted, and on a write-only manager
+  (the worker) raised as ``Unavailable`` so the caller retries instead of believing
+  the event went out (the stock ``_publish`` returns None after "giving up").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import socketio
+from chat_domain.errors import Unavailable
+from prometheus_client import Counter, Gauge
+from redis import asyncio as aioredis
+
+default_log = logging.getLogger("chat.socketio.redis")
+
+LISTENER_UP = Gauge(
+    "chat_socketio_redis_listener_up",
+    "1 while this node's socket.io Redis listener is subscribed and echoes its canary",
+    ["channel"],
+)
+LISTENER_RESTARTS = Counter(
+    "chat_socketio_redis_listener_restarts_total",
+    "Times the supervisor restarted a dead or deaf socket.io Redis listener",
+    ["channel"],
+)
+PUBLISH_FAILURES = Counter(
+    "chat_socketio_redis_publish_failures_total",
+    "socket.io events that could not be published to Redis (lost for other nodes)",
+    ["channel"],
+)
+
+RESUBSCRIBE_DELAY_MIN = 0.5
+RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
+MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
+
+
+class SupervisedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """A socket.io Redis manager whose listener is watched, restarted and reported."""
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        channel: str = "socketio",
+        write_only: bool = False,
+        logger: logging.Logger | None = None,
+        json: Any = None,
+        redis_options: dict[str, Any] | None = None,
+        probe_interval: float = 5.0,
+        probe_timeout: float = 2.0,
+    ) -> None:
+        options = dict(redis_options or {})
+        super().__init__(
+            url=url,
+            channel=channel,
+            write_only=write_only,
+            logger=logger or default_log,
+            json=json,
+            redis_options=options,
+        )
+        # Named connections make `CLIENT LIST` readable (and let tests kill exactly ours).
+        options.setdefault("client_name", f"chat-socketio-{self.host_id[:12]}")
+        self.redis_options = options
+        self._log: logging.Logger = logger or default_log
+        self._probe_interval, self._probe_timeout = probe_interval, probe_timeout
+        self._canary_channel = f"{channel}#canary#{self.host_id}"
+        self._echoes: dict[str, asyncio.Future[None]] = {}
+        self._client: aioredis.Redis | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._problem: str | None = None
+        self._missed_echoes = 0
+        self.thread: asyncio.Task[None] | None = None
+
+    # --- connection -----------------------------------------------------------------
+    def _redis(self) -> aioredis.Redis:
+        """One client (a connection pool) for publishing, probing and pub/sub connections."""
+        if self._client is None:
+            self._client = self._get_redis_module().Redis.from_url(
+                self.redis_url, **self.redis_options
+            )
+            self.redis = self._client
+            self.connected = True
+        return self._client
+
+    # --- lifecycle ------------------------------------------------------------------
+    def initialize(self) -> None:
+        """Called by the server on its first client connect: start listener and supervisor."""
+        super().initialize()
+        if not self.write_only:
+            self._supervisor = asyncio.ensure_future(self._supervise())
+
+    async def close(self) -> None:
+        """Stop the supervisor and listener and close the Redis client (process shutdown)."""
+        for task in (self._supervisor, self.thread):
+            if task is not None and not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        LISTENER_UP.labels(self.channel).set(0)
+
+    # --- health ---------------------------------------------------------------------
+    async def check(self) -> None:
+        """Raise ``Unavailable`` if this node cannot publish, or its listener is unhealthy."""
+        if self.thread is not None and self.thread.done():
+            raise Unavailable("socket.io Redis listener has stopped")
+        if self.thread is not None and self._problem is not None:
+            raise Unavailable(f"socket.io Redis listener: {self._problem}")
+        try:
+            await self._redis().ping()
+        except Exception as exc:
+            raise Unavailable(f"Redis does not answer: {type(exc).__name__}") from exc
+
+    async def probe(self) -> None:
+        """One supervision round: find a dead or deaf listener, restart it, record health."""
+        if self.thread is None:  # not initialized yet (no client connected) or write-only
+            return
+        if self.thread.done():
+            problem: str | None = "listener task ended"
+            restart = True
+        else:
+            problem, definite = await self._canary_round_trip()
+            self._missed_echoes = self._missed_echoes + 1 if problem and not definite else 0
+            restart = definite or self._missed_echoes >= MISSED_ECHOES_BEFORE_RESTART
+        self._problem = problem
+        LISTENER_UP.labels(self.channel).set(0 if problem else 1)
+        if problem is None:
+            return
+        if not restart:
+            self._log.warning("socket.io Redis listener late: %s", problem)
+            return
+        self._log.error("socket.io Redis listener unhealthy (%s): restarting it", problem)
+        await self._restart_listener()
+
+    async def _canary_round_trip(self) -> tuple[str | None, bool]:
+        """(problem or None, whether the problem is certain rather than maybe slowness)."""
+        token = uuid.uuid4().hex
+        echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._echoes[token] = echo
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                receivers = await self._redis().publish(self._canary_channel, token)
+                if receivers == 0:
+                    return "not subscribed (canary reached no subscriber)", True
+                await echo
+            return None, False
+        except TimeoutError:
+            return f"canary not echoed within {self._probe_timeout:g} s", False
+        except Exception as exc:
+            return f"Redis does not answer: {type(exc).__name__}: {exc}", True
+        finally:
+            self._echoes.pop(token, None)
+
+    async def _restart_listener(self) -> None:
+        old = self.thread
+        if old is not None and not old.done():
+            old.cancel()
+            await asyncio.gather(old, return_exceptions=True)
+        self._missed_echoes = 0
+        self.thread = self.server.start_background_task(self._thread)
+        LISTENER_RESTARTS.labels(self.channel).inc()
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await self.probe()
+            except Exception:  # the supervisor itself must never die quietly
+                self._log.exception("socket.io Redis supervision round failed")
+
+    # --- pub/sub transport (the two hooks of AsyncPubSubManager) ----------------------
+    async def _publish(self, data: Any) -> Any:
+        payload = self.json.dumps(data)
+        error: Exception | None = None
+        for attempt in (1, 2):  # the pool replaces a dropped connection on the retry
+            try:
+                return await self._redis().publish(self.channel, payload)
+            except Exception as exc:
+                error = exc
+                if attempt == 1:
+                    self._log.warning("socket.io Redis publish failed, retrying: %s", exc)
+        PUBLISH_FAILURES.labels(self.channel).inc()
+        self._log.error(
+            "socket.io Redis publish of %r failed: lost for other nodes: %s",
+            data.get("event") or data.get("method"),
+            error,
+        )
+        if self.write_only:  # the worker: let the caller retry (StoreMessage re-emits)
+            raise Unavailable("socket.io Redis publish failed") from error
+        return None
+
+    async def _listen(self) -> AsyncIterator[bytes]:
+        channel, canary = self.channel.encode(), self._canary_channel.encode()
+        delay = RESUBSCRIBE_DELAY_MIN
+        while True:
+            pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+            self.pubsub = pubsub
+            try:
+                await pubsub.subscribe(self.channel, self._canary_channel)
+                delay = RESUBSCRIBE_DELAY_MIN
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    if message["channel"] == channel:
+                        yield message["data"]
+                    elif message["channel"] == canary:
+                        self._on_echo(message["data"])
+                self._log.error("socket.io Redis subscription ended: resubscribing")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                LISTENER_UP.labels(self.channel).set(0)
+                self._log.error(
+                    "socket.io Redis listener lost its subscription (%s: %s): "
+                    "resubscribing in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESUBSCRIBE_DELAY_MAX)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _on_echo(self, data: bytes | str) -> None:
+        token = data.decode() if isinstance(data, bytes) else data
+        echo = self._echoes.get(token)
+        if echo is not None and not echo.done():
+            echo.set_result(None)

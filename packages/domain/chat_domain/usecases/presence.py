@@ -1,0 +1,64 @@
+"""Presence: a user is online while one of their sockets is connected, on any node.
+
+``presence`` events go to the users who share a room with the user, on the edges only:
+the first socket connecting, the last one disconnecting (the tracker says which call
+crossed the edge, atomically, so each change is announced once across nodes).
+"""
+
+from __future__ import annotations
+
+from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.presence import PresenceTracker
+from chat_domain.ports.storage import UnitOfWorkFactory
+
+PRESENCE = "presence"
+
+
+async def contacts_of(uow_factory: UnitOfWorkFactory, user_id: str) -> list[str]:
+    """Every user who shares at least one room with ``user_id``, not the user."""
+    async with uow_factory() as uow:
+        contacts: dict[str, None] = {}
+        for room_id in await uow.rooms.room_ids_of(user_id):
+            contacts.update(dict.fromkeys(await uow.rooms.member_ids(room_id)))
+    contacts.pop(user_id, None)
+    return list(contacts)
+
+
+class ConnectSocket:
+    """A socket of a user connected: announce the user if it is their first; answer which
+    of their contacts are online (the server sends that snapshot to the new socket)."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, presence: PresenceTracker, notifier: RealtimeNotifier
+    ) -> None:
+        self._uow, self._presence, self._notifier = uow, presence, notifier
+
+    async def __call__(self, user_id: str, socket_id: str) -> list[str]:
+        became_online = await self._presence.socket_connected(user_id, socket_id)
+        contacts = await contacts_of(self._uow, user_id)
+        if became_online and contacts:
+            await self._notifier.emit_to_users(
+                contacts, PRESENCE, {"user_id": user_id, "online": True}
+            )
+        online = await self._presence.online(contacts)
+        return [uid for uid in contacts if uid in online]
+
+
+class DisconnectSocket:
+    """A socket of a user went away: announce the user offline if it was their last."""
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, presence: PresenceTracker, notifier: RealtimeNotifier
+    ) -> None:
+        self._uow, self._presence, self._notifier = uow, presence, notifier
+
+    async def __call__(self, user_id: str, socket_id: str) -> bool:
+        """Whether the user went offline."""
+        if not await self._presence.socket_disconnected(user_id, socket_id):
+            return False
+        contacts = await contacts_of(self._uow, user_id)
+        if contacts:
+            await self._notifier.emit_to_users(
+                contacts, PRESENCE, {"user_id": user_id, "online": False}
+            )
+        return True

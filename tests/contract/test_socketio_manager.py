@@ -1,0 +1,320 @@
+"""One contract for every socket.io client manager: python-socketio's local manager and our
+supervised Redis manager, on real AsyncServers behind hypercorn with real websocket clients.
+
+With "redis" the events under test are emitted by a *second* server on the same channel, so
+every assertion also covers the cross-node path; each test gets its own channel name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+import socketio
+from chat_adapters.socketio.redis_manager import (
+    LISTENER_RESTARTS,
+    PUBLISH_FAILURES,
+    SupervisedRedisManager,
+)
+from chat_domain.errors import Unavailable
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from tests.support.clients import Socket
+from tests.support.processes import free_port
+from tests.support.services import REDIS, require
+
+WAIT = 10.0
+log = logging.getLogger("tests.socketio")
+
+
+@dataclass
+class Node:
+    """One socket.io server on a free port; a client's auth names its user and extra rooms."""
+
+    manager: socketio.AsyncManager
+    port: int = field(default_factory=free_port)
+    sio: socketio.AsyncServer = field(init=False)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> Node:
+        self.sio = socketio.AsyncServer(
+            async_mode="asgi", client_manager=self.manager, logger=False, engineio_logger=False
+        )
+
+        @self.sio.event
+        async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> None:
+            for room in [f"user:{auth['token']}", *auth.get("rooms", [])]:
+                await self.sio.enter_room(sid, room)
+
+        config = Config()
+        config.bind = [f"127.0.0.1:{self.port}"]
+        config.accesslog = None
+        config.graceful_timeout = 1
+
+        async def shutdown() -> None:
+            await self.stop.wait()
+            await self.sio.shutdown()  # stops engine.io's service task, which serve() awaits
+            with contextlib.suppress(Exception):
+                await self.sio.eio.disconnect()
+
+        self.task = asyncio.create_task(
+            serve(socketio.ASGIApp(self.sio), config, shutdown_trigger=shutdown)
+        )  # type: ignore[arg-type]
+        async with asyncio.timeout(WAIT):  # until the port accepts connections
+            while True:
+                with contextlib.suppress(OSError):
+                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                    writer.close()
+                    return self
+                await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        self.stop.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, WAIT)
+        if isinstance(self.manager, SupervisedRedisManager):
+            await self.manager.close()
+
+
+@dataclass
+class Cluster:
+    kind: str
+    channel: str
+    nodes: list[Node] = field(default_factory=list)
+    sockets: list[Socket] = field(default_factory=list)
+    extra: list[SupervisedRedisManager] = field(default_factory=list)
+
+    def manager(self, **options: Any) -> socketio.AsyncManager:
+        if self.kind == "local":
+            return socketio.AsyncManager()
+        manager = SupervisedRedisManager(REDIS.url, channel=self.channel, logger=log, **options)
+        if options.get("write_only"):
+            self.extra.append(manager)
+        return manager
+
+    async def node(self, **options: Any) -> Node:
+        node = await Node(self.manager(**options)).start()
+        self.nodes.append(node)
+        return node
+
+    async def connect(self, node: Node, user: str, *rooms: str) -> Socket:
+        s = Socket(node.url, user)
+        await s.client.connect(
+            node.url,
+            auth={"token": user, "rooms": list(rooms)},
+            transports=["websocket"],
+            wait_timeout=10,
+        )
+        self.sockets.append(s)
+        await self.subscribed()
+        return s
+
+    async def subscribed(self) -> None:
+        """Until every listening node's Redis listener is subscribed (it starts on the node's
+        first client): an emit published before that is lost, pub/sub being at-most-once."""
+        if self.kind == "local":
+            return
+        listening = sum(1 for n in self.nodes if n.sio.manager_initialized)
+        async with aioredis.from_url(REDIS.url) as r, asyncio.timeout(WAIT):
+            while (await r.pubsub_numsub(self.channel))[0][1] < listening:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        for s in self.sockets:
+            with contextlib.suppress(Exception):
+                await s.disconnect()
+        for n in self.nodes:
+            await n.close()
+        for m in self.extra:
+            await m.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[Cluster]:
+    if request.param == "redis":
+        require(REDIS)
+    c = Cluster(request.param, channel=f"test-sio-{uuid.uuid4().hex[:12]}")
+    yield c
+    await c.close()
+
+
+async def emitter_and_home(cluster: Cluster) -> tuple[Node, Node]:
+    """Where events are emitted from, and where the clients sit: one node with "local",
+    two nodes on one channel with "redis" (so the pub/sub path is what is tested)."""
+    home = await cluster.node()
+    return (await cluster.node() if cluster.kind == "redis" else home), home
+
+
+async def no_more(sockets: list[Socket], emit: Callable[[str], Any]) -> None:
+    """Flush: emit a marker to everyone and wait for it; what each socket got before the
+    marker is everything it will get of what was emitted before (order is per socket)."""
+    marker = uuid.uuid4().hex
+    await emit(marker)
+    for s in sockets:
+        await s.wait_for("marker", lambda m: m == marker, timeout=WAIT)
+
+
+async def test_emit_to_user_rooms_reaches_exactly_their_sockets_once(cluster: Cluster) -> None:
+    source, home = await emitter_and_home(cluster)
+    a1 = await cluster.connect(home, "a", "team")
+    a2 = await cluster.connect(home, "a")
+    b = await cluster.connect(home, "b", "team")
+    c = await cluster.connect(home, "c")
+
+    # a1 is in both user:a and team: it must get the event once, not twice.
+    await source.sio.emit("hello", {"n": 1}, room=["user:a", "user:b", "team"])
+    await source.sio.emit("hello", {"n": 2}, room=["user:c"])
+    await no_more(
+        [a1, a2, b, c],
+        lambda m: source.sio.emit("marker", m, room=["user:a", "user:b", "user:c"]),
+    )
+    assert a1.events["hello"] == [{"n": 1}]
+    assert a2.events["hello"] == [{"n": 1}]
+    assert b.events["hello"] == [{"n": 1}]
+    assert c.events["hello"] == [{"n": 2}]
+
+
+async def test_skip_sid_leaves_out_that_socket_only(cluster: Cluster) -> None:
+    source, home = await emitter_and_home(cluster)
+    a1, a2 = await cluster.connect(home, "a"), await cluster.connect(home, "a")
+    await source.sio.emit("hello", "x", room=["user:a"], skip_sid=a1.client.get_sid())
+    await no_more([a1, a2], lambda m: source.sio.emit("marker", m, room=["user:a"]))
+    assert a1.events["hello"] == []
+    assert a2.events["hello"] == ["x"]
+
+
+# --- Redis only: several nodes, the worker's write-only manager, supervision ------------
+
+
+@pytest.fixture
+async def redis_cluster(cluster: Cluster) -> Cluster:
+    if cluster.kind != "redis":
+        pytest.skip("cross-node behaviour of the Redis manager")
+    return cluster
+
+
+async def test_an_emit_on_one_node_reaches_clients_on_every_node(redis_cluster: Cluster) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    on_a, on_b = await redis_cluster.connect(a_node, "u"), await redis_cluster.connect(b_node, "u")
+    await a_node.sio.emit("hello", "from a", room=["user:u"])
+    for s in (on_a, on_b):
+        assert await s.wait_for("hello", timeout=WAIT) == ["from a"]
+
+
+async def test_a_write_only_manager_reaches_clients_on_every_node(redis_cluster: Cluster) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    on_a, on_b = await redis_cluster.connect(a_node, "u"), await redis_cluster.connect(b_node, "v")
+    worker = redis_cluster.manager(write_only=True)
+    await worker.emit("hello", {"from": "worker"}, namespace="/", room=["user:u", "user:v"])
+    for s in (on_a, on_b):
+        assert await s.wait_for("hello", timeout=WAIT) == [{"from": "worker"}]
+
+
+async def test_a_write_only_publish_failure_raises_and_is_counted(redis_cluster: Cluster) -> None:
+    nowhere = SupervisedRedisManager(
+        f"redis://127.0.0.1:{free_port()}/0", channel=redis_cluster.channel, write_only=True
+    )
+    before = PUBLISH_FAILURES.labels(redis_cluster.channel)._value.get()
+    try:
+        with pytest.raises(Unavailable):
+            await nowhere.emit("hello", "lost", namespace="/", room=["user:u"])
+        with pytest.raises(Unavailable):
+            await nowhere.check()
+    finally:
+        await nowhere.close()
+    assert PUBLISH_FAILURES.labels(redis_cluster.channel)._value.get() == before + 1
+
+
+async def kill_listener_connections(manager: SupervisedRedisManager) -> int:
+    """Kill this manager's pub/sub connections only (by client name), not other tests'."""
+    name = manager.redis_options["client_name"]
+    killed = 0
+    async with aioredis.from_url(REDIS.url) as r:
+        for client in await r.client_list(_type="pubsub"):
+            if client.get("name") == name:
+                killed += await r.execute_command(
+                    "CLIENT", "KILL", "ID", client["id"], "SKIPME", "yes"
+                )
+    return killed
+
+
+async def delivered_after_recovery(
+    sender: Node, receiver: Socket, manager: SupervisedRedisManager
+) -> None:
+    """Probe until the listener is healthy again, then an emit from the other node arrives."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            await manager.probe()
+            try:
+                await manager.check()
+                break
+            except Unavailable:
+                continue
+    token = uuid.uuid4().hex
+    await sender.sio.emit("hello", token, room=["user:u"])
+    await receiver.wait_for("hello", lambda t: t == token, timeout=WAIT)
+
+
+async def test_the_listener_recovers_when_redis_drops_its_connection(
+    redis_cluster: Cluster,
+) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    on_b = await redis_cluster.connect(b_node, "u")
+    await redis_cluster.connect(a_node, "x")
+    manager = b_node.manager
+    assert isinstance(manager, SupervisedRedisManager)
+    assert await kill_listener_connections(manager) == 1
+    await delivered_after_recovery(a_node, on_b, manager)
+    # ...and it is subscribed exactly once again (no leaked or doubled subscription).
+    await redis_cluster.subscribed()
+    async with aioredis.from_url(REDIS.url) as r:
+        assert (await r.pubsub_numsub(redis_cluster.channel))[0][1] == 2
+
+
+async def test_a_dead_listener_is_reported_then_restarted(redis_cluster: Cluster) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    on_b = await redis_cluster.connect(b_node, "u")
+    manager = b_node.manager
+    assert isinstance(manager, SupervisedRedisManager)
+    await manager.check()  # healthy to begin with
+    restarts = LISTENER_RESTARTS.labels(redis_cluster.channel)._value.get()
+
+    # The silent death of python-socketio#1581: the listener task is simply gone.
+    assert manager.thread is not None
+    manager.thread.cancel()
+    await asyncio.gather(manager.thread, return_exceptions=True)
+    with pytest.raises(Unavailable, match="stopped"):
+        await manager.check()
+
+    await delivered_after_recovery(a_node, on_b, manager)
+    assert LISTENER_RESTARTS.labels(redis_cluster.channel)._value.get() == restarts + 1
+
+
+async def test_the_supervisor_restarts_a_dead_listener_by_itself(redis_cluster: Cluster) -> None:
+    a_node = await redis_cluster.node()
+    b_node = await redis_cluster.node(probe_interval=0.2, probe_timeout=1.0)
+    on_b = await redis_cluster.connect(b_node, "u")
+    manager = b_node.manager
+    assert isinstance(manager, SupervisedRedisManager) and manager.thread is not None
+    dead = manager.thread
+    dead.cancel()
+    async with asyncio.timeout(WAIT):  # the background supervisor notices and restarts it
+        while manager.thread is dead or manager.thread is None or manager.thread.done():  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    await redis_cluster.subscribed()
+    token = uuid.uuid4().hex
+    await a_node.sio.emit("hello", token, room=["user:u"])
+    await on_b.wait_for("hello", lambda t: t == token, timeout=WAIT)
