@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chat_domain.entities import Message, MessageStatus, normalise_body
-from chat_domain.errors import Forbidden, InvalidInput, NotFound
+from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chat_domain.ports.broker import MessageBroker
 from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.storage import UnitOfWorkFactory
@@ -170,7 +170,8 @@ class EditMessage:
             if message.sender_id != user_id:
                 raise Forbidden("only the sender may edit a message")
             if message.deleted:
-                raise NotFound("message was deleted")
+                # The tombstone is still in history, so "not found" would contradict it.
+                raise Conflict("message was deleted: a tombstone cannot be edited")
             message = message.edited(body, self._clock.now())
             await uow.messages.update(message)
             member_ids = await uow.rooms.member_ids(room_id)

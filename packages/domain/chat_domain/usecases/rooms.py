@@ -14,7 +14,7 @@ from chat_domain.entities import (
     RoomSummary,
     normalise_room_name,
 )
-from chat_domain.errors import Forbidden, InvalidInput, LimitExceeded, NotFound
+from chat_domain.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound
 from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
@@ -90,23 +90,45 @@ class OpenDirectRoom:
             raise InvalidInput("member_ids: a direct room needs exactly one other user")
         (other_id,) = others
         key = Room.direct_key_for(creator_id, other_id)
-        async with self._uow() as uow:
-            existing = await uow.rooms.get_direct(key)
-            if existing:
-                return RoomDetails(existing, await uow.rooms.members(existing.id)), False
-            await _require_users(uow, [other_id])
-            now = self._clock.now()
-            room = Room(self._ids.new_id(), "", RoomKind.DIRECT, now, direct_key=key)
-            await uow.rooms.add(room)  # Conflict if the pair raced us: the client retries
-            for uid in (creator_id, other_id):
-                await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, now))
-            members = await uow.rooms.members(room.id)
-            await uow.commit()
-        for uid in (creator_id, other_id):
+        pair = (creator_id, other_id)
+        try:
+            async with self._uow() as uow:
+                room = await uow.rooms.get_direct(key)
+                created = room is None
+                if room is None:
+                    await _require_users(uow, [other_id])
+                    room = Room(
+                        self._ids.new_id(), "", RoomKind.DIRECT, self._clock.now(), direct_key=key
+                    )
+                    await uow.rooms.add(room)  # Conflict if the pair raced us: see below
+                joined = await self._rejoin(uow, room, pair)
+                members = await uow.rooms.members(room.id)
+                await uow.commit()
+        except Conflict:
+            # Both users opened the pair's room at once and the other won: answer with theirs.
+            async with self._uow() as uow:
+                room = await uow.rooms.get_direct(key)
+                if room is None:
+                    raise
+                joined = await self._rejoin(uow, room, pair)
+                members = await uow.rooms.members(room.id)
+                await uow.commit()
+            created = False
+        for uid in joined:
             await self._notifier.emit_to_users(
                 [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
             )
-        return RoomDetails(room, members), True
+        return RoomDetails(room, members), created
+
+    async def _rejoin(self, uow: UnitOfWork, room: Room, pair: tuple[str, str]) -> list[str]:
+        """Make both users members again: one who left the pair's room gets it back (with its
+        history) on the next open, instead of a room id they may not read. Who was added."""
+        joined = []
+        for uid in pair:
+            if await uow.rooms.get_membership(room.id, uid) is None:
+                await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, self._clock.now()))
+                joined.append(uid)
+        return joined
 
 
 class GetRoom:
