@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
 from chat_bootstrap.settings import Settings
+from pydantic import ValidationError
 
 
 def _event_loop_runner(main: Coroutine[Any, Any, None]) -> None:
@@ -33,22 +31,17 @@ def _settings() -> Settings:
         raise SystemExit(2) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    # aio-pika and aiormq are chatty at INFO during reconnects; our own logs say what matters.
-    for noisy in ("aiormq", "aio_pika"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    from chat_bootstrap.logs import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _serve(args: argparse.Namespace) -> None:
     from chat_server.serving import run_server
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     _event_loop_runner(run_server(settings, args.host, args.port))
 
 
@@ -56,7 +49,7 @@ def _worker(args: argparse.Namespace) -> None:
     from chat_worker.main import run_worker
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     try:
         _event_loop_runner(run_worker(settings))
     except ValueError as exc:
@@ -68,7 +61,7 @@ def _migrate(args: argparse.Namespace) -> None:
     from chat_bootstrap.migrations import migrate_database
 
     settings = _settings()
-    _configure_logging(settings.log_level)
+    _configure_logging(settings)
     _event_loop_runner(migrate_database(settings))
 
 

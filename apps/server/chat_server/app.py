@@ -7,7 +7,8 @@ from chat_bootstrap.container import Container
 from quart import Quart
 from quart_schema import QuartSchema
 
-from chat_server import ops, web
+from chat_server import observability, ops, web
+from chat_server import openapi as openapi_docs
 from chat_server.api import api
 from chat_server.errors import register_error_handlers
 from chat_server.http import ChatRequest, OrjsonProvider
@@ -24,14 +25,20 @@ def create_quart_app(container: Container) -> Quart:
     QuartSchema(
         app,
         openapi_path="/openapi.json",
-        swagger_ui_path="/docs",
+        # /docs is our own page on vendored Swagger UI (chat_server.openapi): no CDN.
+        swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
         info={"title": "Chat backend", "version": "1"},  # type: ignore[arg-type]
+        openapi_provider_class=openapi_docs.ChatOpenAPIProvider,
+        security_schemes=openapi_docs.SECURITY_SCHEMES,
+        tags=openapi_docs.TAGS,
     )
     register_error_handlers(app)
+    observability.instrument(app)
     app.register_blueprint(api)
     app.register_blueprint(ops.blueprint)
+    app.register_blueprint(openapi_docs.blueprint)
     app.register_blueprint(web.blueprint)
     return app
 
@@ -44,4 +51,5 @@ def create_app(container: Container) -> socketio.ASGIApp:
     """
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
+    observability.export_socket_gauge(sio)
     return socketio.ASGIApp(sio, other_asgi_app=create_quart_app(container))

@@ -12,6 +12,7 @@ from chat_domain.entities import User
 from chat_domain.errors import Unauthorized
 from quart import Request, current_app, g, request
 from quart.json.provider import DefaultJSONProvider
+from quart_schema import security_scheme
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -23,7 +24,14 @@ class ChatRequest(Request):
     async def get_json(  # type: ignore[override]
         self, force: bool = False, silent: bool = False, cache: bool = True
     ) -> Any:
-        return await super().get_json(force=True, silent=silent, cache=cache)
+        try:
+            return await super().get_json(force=True, silent=silent, cache=cache)
+        except UnicodeDecodeError as exc:
+            # Quart decodes the body as UTF-8 before parsing and lets this escape (a 500);
+            # bytes that are not UTF-8 are malformed JSON like any other: a 400.
+            if silent:
+                return None
+            return self.on_json_loading_failed(exc)
 
 
 class OrjsonProvider(DefaultJSONProvider):
@@ -68,4 +76,5 @@ def authenticated(
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         return await view(await current_user(), *args, **kwargs)
 
-    return wrapper
+    # The OpenAPI document marks exactly the routes that take a bearer token.
+    return security_scheme([{"bearerAuth": []}])(wrapper)

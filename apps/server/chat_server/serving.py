@@ -7,14 +7,14 @@ import contextlib
 import logging
 import signal
 
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-
 from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import running
 from chat_bootstrap.settings import Settings
-from chat_server.app import create_app
 from chat_worker.consumer import MessageConsumer
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from chat_server.app import create_app
 
 log = logging.getLogger("chat.server")
 
@@ -48,6 +48,8 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         config = Config()
         config.bind = [f"{host}:{port}"]
         config.accesslog = None
+        # Through our handler (text or JSON, with request ids), not hypercorn's own.
+        config.errorlog = logging.getLogger("hypercorn.error")
         config.graceful_timeout = 5
         config.websocket_ping_interval = None
         log.info("serving on http://%s:%d", host, port)

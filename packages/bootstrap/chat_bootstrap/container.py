@@ -11,6 +11,7 @@ import logging
 
 import socketio
 from chat_adapters.memory.broker import InMemoryBroker
+from chat_adapters.metered import MeteredBroker, MeteredNotifier
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.redis.presence import RedisPresenceTracker
@@ -69,7 +70,7 @@ class Container(containers.DeclarativeContainer):
     uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
 
     # --- broker ---------------------------------------------------------------------
-    broker = providers.Selector(
+    broker_adapter = providers.Selector(
         settings.provided.broker,
         memory=providers.Singleton(
             InMemoryBroker, max_attempts=settings.provided.rabbitmq_max_attempts
@@ -83,6 +84,8 @@ class Container(containers.DeclarativeContainer):
             publish_timeout=settings.provided.broker_publish_timeout,
         ),
     )
+    # Every caller gets the adapter behind a metered wrapper (publish latency, accepted count).
+    broker = providers.Singleton(MeteredBroker, inner=broker_adapter)
 
     # --- realtime: socket.io, local or across nodes through Redis ---------------------
     socketio_json = providers.Object(OrjsonForSocketIO)
@@ -119,7 +122,9 @@ class Container(containers.DeclarativeContainer):
             json=socketio_json,
         ),
     )
-    notifier = providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
+    notifier = providers.Singleton(
+        MeteredNotifier, inner=providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
+    )
 
     # Who is online: in-process with the local manager, shared through Redis across nodes.
     presence = providers.Selector(

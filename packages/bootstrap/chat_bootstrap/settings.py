@@ -22,6 +22,8 @@ class Settings(BaseSettings):
 
     env: Literal["development", "production"] = "development"
     log_level: str = "INFO"
+    # "json": one JSON object per line (for log shippers); "text" for people.
+    log_format: Literal["text", "json"] = "text"
 
     broker: Literal["memory", "rabbitmq"] = "memory"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"

@@ -1,0 +1,172 @@
+"""The OpenAPI document (/openapi.json) and its browser (/docs), both served offline.
+
+quart-schema builds the document from the request models of schemas.py; this module
+adds what it cannot infer from the views: a tag per blueprint, the success answer of
+each operation (models in answers.py), the contract's error answers, and the bearer
+security scheme (set by ``chat_server.http.authenticated``).
+
+/docs is our own small page that loads the Swagger UI vendored from the npm package
+swagger-ui-dist (static/vendor/swagger-ui/), not quart-schema's page, whose scripts
+come from a CDN and which has an inline script: that breaks offline, on a LAN without
+internet, and under a strict Content-Security-Policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+from quart import Blueprint, Response, send_from_directory
+from quart_schema import HttpSecurityScheme, OpenAPIProvider, Tag
+from quart_schema.openapi import SecuritySchemeBase
+from werkzeug.routing import Rule
+
+from chat_server import answers
+from chat_server.web import STATIC_DIR
+
+BEARER = "bearerAuth"
+SECURITY_SCHEMES: dict[str, SecuritySchemeBase | dict[Any, Any]] = {
+    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT")
+}
+
+# Tag of each blueprint (by its registered, dotted name), and the tags' descriptions.
+TAG_OF_BLUEPRINT = {
+    "api.auth": "auth",
+    "api.users": "users",
+    "api.rooms": "rooms",
+    "api.messages": "messages",
+    "ops": "operations",
+    "docs": "operations",
+    "web": "web client",
+}
+TAGS: list[Tag | dict[Any, Any]] = [
+    Tag(name="auth", description="Register and log in (the login answers the bearer token)"),
+    Tag(name="users", description="The caller and the user directory"),
+    Tag(name="rooms", description="Rooms, members, read markers and receipts"),
+    Tag(name="messages", description="Send (202: accepted by the broker), page, edit, delete"),
+    Tag(name="operations", description="Liveness, readiness, metrics, this document"),
+    Tag(name="web client", description="The browser chat client"),
+]
+
+# Success answers per endpoint: a model, None for an empty body, or a media type.
+Answer = type[BaseModel] | str | None
+SUCCESS: dict[str, dict[int, Answer]] = {
+    "api.auth.register": {201: answers.UserAnswer},
+    "api.auth.login": {200: answers.LoginAnswer},
+    "api.users.me": {200: answers.UserAnswer},
+    "api.users.search": {200: answers.UsersAnswer},
+    "api.rooms.create_room": {201: answers.RoomAnswer, 200: answers.RoomAnswer},
+    "api.rooms.list_rooms": {200: answers.RoomsAnswer},
+    "api.rooms.get_room": {200: answers.RoomAnswer},
+    "api.rooms.add_member": {201: answers.MemberAnswer, 200: answers.MemberAnswer},
+    "api.rooms.remove_member": {204: None},
+    "api.rooms.mark_read": {204: None},
+    "api.rooms.receipts": {200: answers.ReceiptsAnswer},
+    "api.messages.send": {202: answers.MessageAnswer},
+    "api.messages.history": {200: answers.MessagesPage},
+    "api.messages.edit": {200: answers.MessageAnswer},
+    "api.messages.delete": {204: None},
+    "ops.healthz": {200: answers.HealthAnswer},
+    "ops.readyz": {200: answers.ReadinessAnswer, 503: answers.ReadinessAnswer},
+    "ops.metrics": {200: "text/plain"},
+    "web.index": {200: "text/html"},
+    "openapi": {200: "application/json"},
+    "docs.docs": {200: "text/html"},
+}
+SUCCESS_NOTES = {
+    ("api.rooms.create_room", 200): "The existing direct room of the pair",
+    ("api.rooms.add_member", 200): "Already a member",
+    ("api.rooms.remove_member", 204): "Left the room, or removed the member (owner only)",
+    ("api.rooms.mark_read", 204): "The read marker moved (never backwards)",
+    ("api.messages.delete", 204): "The message is now a tombstone",
+}
+# Errors some operations answer beyond those every operation of their kind does.
+EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
+    "api.auth.register": {409: "The username is taken (case-insensitive)"},
+    "api.auth.login": {401: "Bad credentials"},
+    "api.rooms.remove_member": {403: "Only the owner removes others"},
+    "api.rooms.add_member": {403: "Not allowed"},
+    "api.messages.edit": {403: "Only the sender edits"},
+    "api.messages.delete": {403: "Only the sender or the room owner deletes"},
+    "api.messages.send": {503: "The broker did not confirm: nothing was accepted"},
+}
+ERROR_NOTES: dict[int | str, str] = {
+    400: "Malformed JSON",
+    401: "No, invalid or expired bearer token",
+    404: "Not found (also a room the caller is not a member of)",
+    413: "Body too large",
+    422: "Well-formed JSON that fails validation",
+}
+
+
+class ChatOpenAPIProvider(OpenAPIProvider):
+    """quart-schema's generator plus tags, answers, errors; /openapi.json itself included."""
+
+    def generate_rules(self) -> Iterable[Rule]:
+        for rule in super().generate_rules():
+            if rule.endpoint != "static" and not rule.endpoint.endswith(".static"):
+                yield rule
+        # quart-schema hides its own route; the contract lists it, so the document does too.
+        yield from (r for r in self._app.url_map.iter_rules() if r.endpoint == "openapi")
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths, components = super().build_paths(rule)
+        blueprint = rule.endpoint.rpartition(".")[0]
+        for path_item in paths.values():
+            for method, operation in path_item.items():
+                operation = dict(operation)
+                operation["tags"] = [TAG_OF_BLUEPRINT.get(blueprint, "operations")]
+                responses = dict(operation.get("responses", {}))
+                for status, answer in SUCCESS.get(rule.endpoint, {}).items():
+                    responses[str(status)] = self._answer(rule.endpoint, status, answer, components)
+                for error_status, note in self._errors(rule, operation).items():
+                    responses.setdefault(str(error_status), self._error(note, components))
+                operation["responses"] = responses
+                path_item[method] = operation
+        return paths, components
+
+    def _answer(
+        self, endpoint: str, status: int, answer: Answer, components: dict[str, Any]
+    ) -> dict[str, Any]:
+        note = SUCCESS_NOTES.get((endpoint, status))
+        if answer is None:
+            return {"description": note or "No content"}
+        if isinstance(answer, str):
+            return {"description": note or "OK", "content": {answer: {"schema": {}}}}
+        response, definitions = self.build_response_object(answer, None)
+        components.update(definitions)
+        if note:
+            response["description"] = note
+        return response
+
+    def _error(self, note: str, components: dict[str, Any]) -> dict[str, Any]:
+        response, definitions = self.build_response_object(answers.ErrorAnswer, None)
+        components.update(definitions)
+        response["description"] = note
+        return response
+
+    def _errors(self, rule: Rule, operation: dict[str, Any]) -> dict[int | str, str]:
+        if not rule.rule.startswith("/api/"):
+            return {}
+        errors: dict[int | str, str] = {}
+        if operation.get("security"):
+            errors[401] = ERROR_NOTES[401]
+        if rule.arguments:
+            errors[404] = ERROR_NOTES[404]
+        if "requestBody" in operation:
+            errors.update({s: ERROR_NOTES[s] for s in (400, 413, 422)})
+        if any(p.get("in") == "query" for p in operation.get("parameters", [])):
+            errors[422] = ERROR_NOTES[422]
+        errors.update(EXTRA_ERRORS.get(rule.endpoint, {}))
+        errors["default"] = "Any other error, same shape (a 500 never shows a trace)"
+        return errors
+
+
+blueprint = Blueprint("docs", __name__)
+
+
+@blueprint.get("/docs")
+async def docs() -> Response:
+    """Swagger UI over /openapi.json, from vendored files (works offline, no inline script)."""
+    return await send_from_directory(STATIC_DIR, "docs.html")

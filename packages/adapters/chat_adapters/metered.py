@@ -1,0 +1,81 @@
+"""Prometheus-metered decorators of the broker and notifier ports.
+
+Why wrappers rather than timing inside SendMessage or each adapter: the publish
+latency that matters is the broker's confirm round trip alone (not the membership
+check SendMessage does first), it must be the same metric for the in-memory and
+the RabbitMQ broker, and the domain stays free of prometheus. The container wraps
+whichever adapter its Selector picked, so every caller (REST, socket.io, worker)
+is measured in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from chat_domain.entities import Message
+from chat_domain.ports.broker import MessageBroker, MessageHandler
+from chat_domain.ports.notifier import Payload, RealtimeNotifier
+from prometheus_client import Counter, Histogram
+
+MESSAGES_ACCEPTED = Counter(
+    "chat_messages_accepted_total",
+    "Messages accepted: the broker confirmed it holds them (the 202 of a send)",
+)
+PUBLISH_FAILURES = Counter(
+    "chat_broker_publish_failures_total", "Publishes the broker did not confirm (nothing accepted)"
+)
+PUBLISH_SECONDS = Histogram(
+    "chat_broker_publish_seconds",
+    "Broker publish latency, until the publisher confirm (failed attempts included)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+EVENTS_EMITTED = Counter(
+    "chat_events_emitted_total",
+    "Realtime events emitted to users' sockets, by event (message:new = messages fanned out)",
+    ["event"],
+)
+
+
+class MeteredBroker(MessageBroker):
+    """A MessageBroker that times and counts publishes, then delegates everything."""
+
+    def __init__(self, inner: MessageBroker) -> None:
+        self.inner = inner
+
+    async def start(self) -> None:
+        await self.inner.start()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    async def publish(self, message: Message) -> None:
+        started = time.perf_counter()
+        try:
+            await self.inner.publish(message)
+        except BaseException:
+            PUBLISH_FAILURES.inc()
+            raise
+        finally:
+            PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        MESSAGES_ACCEPTED.inc()
+
+    async def consume(self, handler: MessageHandler) -> None:
+        await self.inner.consume(handler)
+
+    async def check(self) -> None:
+        await self.inner.check()
+
+
+class MeteredNotifier(RealtimeNotifier):
+    """A RealtimeNotifier that counts emitted events by name, then delegates."""
+
+    def __init__(self, inner: RealtimeNotifier) -> None:
+        self.inner = inner
+
+    async def emit_to_users(self, user_ids: Iterable[str], event: str, payload: Payload) -> None:
+        await self.inner.emit_to_users(user_ids, event, payload)
+        EVENTS_EMITTED.labels(event=event).inc()
+
+    async def check(self) -> None:
+        await self.inner.check()
