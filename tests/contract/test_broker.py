@@ -1,0 +1,488 @@
+"""One contract for every MessageBroker: the in-memory default and RabbitMQ.
+
+Each RabbitMQ test declares its own queues under a random prefix and deletes them
+afterwards, so runs (and other engineers' tests on the same server) never meet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import uuid4
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractIncomingMessage
+from chat_adapters.memory.broker import InMemoryBroker
+from chat_adapters.rabbitmq.broker import RabbitMQBroker
+from chat_adapters.rabbitmq.codec import decode
+from chat_domain.entities import Message
+from chat_domain.errors import Unavailable
+from chat_domain.ports.broker import MessageBroker, MessageHandler
+
+from tests.support.services import RABBITMQ, in_ci, require
+
+WAIT = 20.0  # upper bound for anything we wait for; a pass takes far less
+PUBLISH_TIMEOUT = 2.0
+MAX_ATTEMPTS = 3
+PARTITIONS = 4
+
+
+def message(room_id: str = "room-1", n: int = 0) -> Message:
+    return Message(
+        id=f"{room_id}-{n}-{uuid4().hex[:6]}",
+        room_id=room_id,
+        sender_id="user-1",
+        body=f"message {n}",
+        created_at=datetime.now(UTC),
+    )
+
+
+@dataclass
+class Worker:
+    """A consume() call running as a task, as a worker process would run it."""
+
+    broker: MessageBroker
+    task: asyncio.Task[None]
+
+    async def kill(self) -> None:
+        """Hard stop: the consume call is cancelled mid-work, as if the process died."""
+        self.task.cancel()
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+@dataclass
+class Harness:
+    """What a test needs from one adapter, whichever it is."""
+
+    kind: str
+    make: Callable[..., Awaitable[MessageBroker]]  # a started broker on the same queues
+    dead_letter: Callable[[], Awaitable[Message]]  # the next dead-lettered message
+    wait_consumers: Callable[[int], Awaitable[None]]  # until every queue has that many
+    publisher: MessageBroker = field(init=False)
+    prefix: str = ""
+    workers: list[Worker] = field(default_factory=list)
+
+    async def worker(self, handler: MessageHandler, broker: MessageBroker | None = None) -> Worker:
+        broker = broker or self.publisher
+        worker = Worker(broker, asyncio.create_task(broker.consume(handler)))
+        self.workers.append(worker)
+        return worker
+
+
+async def until_ready(broker: MessageBroker) -> None:
+    while True:
+        try:
+            return await broker.check()
+        except Unavailable:
+            await asyncio.sleep(0.05)
+
+
+@asynccontextmanager
+async def memory_harness() -> AsyncIterator[Harness]:
+    broker = InMemoryBroker(max_attempts=MAX_ATTEMPTS, retry_backoff=0.01)
+    await broker.start()
+
+    async def same(**_: object) -> MessageBroker:
+        # One process: a second "worker" is a second consume() on the same broker.
+        return broker
+
+    async def dead_letter() -> Message:
+        # Set aside before the next message of its partition is handled.
+        return broker.dead_letters.pop(0)
+
+    async def no_wait(_: int) -> None:
+        return None
+
+    harness = Harness("memory", same, dead_letter, no_wait)
+    harness.publisher = broker
+    try:
+        yield harness
+    finally:
+        for worker in harness.workers:
+            await worker.kill()
+        await broker.close()
+
+
+@asynccontextmanager
+async def rabbitmq_harness() -> AsyncIterator[Harness]:
+    url = require(RABBITMQ).url
+    prefix = f"test-{uuid4().hex[:8]}"
+    brokers: list[RabbitMQBroker] = []
+    dead: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def make(**overrides: Any) -> MessageBroker:
+        settings: dict[str, Any] = {
+            "prefix": prefix,
+            "partitions": PARTITIONS,
+            "max_attempts": MAX_ATTEMPTS,
+            "publish_timeout": PUBLISH_TIMEOUT,
+            "retry_backoff": 0.01,
+            "reconnect_interval": 0.5,
+        }
+        broker = RabbitMQBroker(url, **(settings | overrides))
+        brokers.append(broker)
+        await broker.start()
+        return broker
+
+    async def on_dead(incoming: AbstractIncomingMessage) -> None:
+        await dead.put(decode(incoming.body))
+        await incoming.ack()
+
+    async def wait_consumers(count: int) -> None:
+        # declare-ok counts only the active consumer of a single-active-consumer queue:
+        # rabbitmqctl also lists the waiting ones. AMQP has no event for this: poll.
+        names = publisher.queue_names()
+        while True:
+            if shutil.which("rabbitmqctl"):
+                counts = Counter(
+                    line.split("\t")[0]
+                    for line in await rabbitmqctl(
+                        "list_consumers", "-q", "--no-table-headers", "queue_name"
+                    )
+                )
+            else:
+                counts = Counter()
+                for name in names:
+                    queue = await admin_channel.get_queue(name)
+                    counts[name] = queue.declaration_result.consumer_count or 0
+                count = min(count, 1)
+            if all(counts[name] >= count for name in names):
+                return
+            await asyncio.sleep(0.05)
+
+    async def dead_letter() -> Message:
+        return await dead.get()
+
+    admin = await aio_pika.connect(url)
+    harness = Harness("rabbitmq", make, dead_letter, wait_consumers, prefix=prefix)
+    try:
+        admin_channel = await admin.channel()
+        publisher = cast(RabbitMQBroker, await make())
+        harness.publisher = publisher
+        await asyncio.wait_for(until_ready(publisher), WAIT)
+        await (await admin_channel.get_queue(publisher.dead_letter_name)).consume(on_dead)
+        yield harness
+    finally:
+        for worker in harness.workers:
+            await worker.kill()
+        for broker in brokers:
+            await broker.close()
+        channel = await admin.channel()
+        if brokers:
+            for name in [*brokers[0].queue_names(), brokers[0].dead_letter_name]:
+                await channel.queue_delete(name)
+            for name in (brokers[0].exchange_name, brokers[0].dead_letter_name):
+                await channel.exchange_delete(name)
+        await admin.close()
+
+
+@pytest.fixture(params=["memory", "rabbitmq"])
+async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
+    build = memory_harness if request.param == "memory" else rabbitmq_harness
+    async with build() as h:
+        yield h
+
+
+class Recorder:
+    """A handler that records what it stored, per room, and lets a test wait for it."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, list[str]] = defaultdict(list)
+        self.attempts: dict[str, int] = defaultdict(int)
+        self.count = 0
+        self._changed = asyncio.Condition()
+
+    async def __call__(self, msg: Message) -> None:
+        await self.run(msg, self.handle)
+
+    async def run(self, msg: Message, work: MessageHandler) -> None:
+        self.attempts[msg.id] += 1
+        await work(msg)
+        self.stored[msg.room_id].append(msg.id)
+        async with self._changed:
+            self.count += 1
+            self._changed.notify_all()
+
+    async def handle(self, msg: Message) -> None:
+        await asyncio.sleep(0)  # let other partitions interleave
+
+    async def wait_for(self, count: int) -> None:
+        async def reached() -> None:
+            async with self._changed:
+                await self._changed.wait_for(lambda: self.count >= count)
+
+        await asyncio.wait_for(reached(), WAIT)
+
+
+# --- the contract ---------------------------------------------------------------
+
+
+async def test_round_trip_keeps_every_field(harness: Harness) -> None:
+    sent = Message(
+        id=str(uuid4()),
+        room_id=str(uuid4()),
+        sender_id=str(uuid4()),
+        body='héllo 👋 "quoted" \n line',
+        created_at=datetime(2026, 11, 24, 10, 0, 0, 123456, tzinfo=UTC),
+        client_msg_id="client-1",
+        seq=42,
+        edited_at=datetime(2026, 11, 24, 10, 5, 0, 1, tzinfo=UTC),
+        deleted=True,
+    )
+    received: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
+
+    async def handler(msg: Message) -> None:
+        received.set_result(msg)
+
+    await harness.publisher.publish(sent)
+    await harness.worker(handler)
+    assert await asyncio.wait_for(received, WAIT) == sent
+
+
+async def test_room_order_holds_across_many_rooms(harness: Harness) -> None:
+    rooms = [f"room-{uuid4().hex[:6]}" for _ in range(10)]
+    published: dict[str, list[str]] = defaultdict(list)
+
+    async def publish_room(room: str) -> None:
+        # Rooms publish concurrently; within a room, one after the other.
+        for n in range(20):
+            msg = message(room, n)
+            await harness.publisher.publish(msg)
+            published[room].append(msg.id)
+
+    recorder = Recorder()
+    await harness.worker(recorder)
+    await asyncio.gather(*(publish_room(room) for room in rooms))
+    await recorder.wait_for(200)
+    assert recorder.stored == published
+
+
+async def test_failed_handler_gets_the_message_again_in_order(harness: Harness) -> None:
+    msgs = [message("room-retry", n) for n in range(5)]
+    flaky = msgs[1].id
+
+    class FailsOnce(Recorder):
+        async def handle(self, msg: Message) -> None:
+            if msg.id == flaky and self.attempts[msg.id] == 1:
+                raise RuntimeError("database hiccup")
+
+    recorder = FailsOnce()
+    await harness.worker(recorder)
+    for msg in msgs:
+        await harness.publisher.publish(msg)
+    await recorder.wait_for(5)
+    assert recorder.stored["room-retry"] == [m.id for m in msgs]
+    assert recorder.attempts[flaky] == 2
+
+
+async def test_poison_message_is_dead_lettered_and_the_room_moves_on(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    poison, nxt = message("room-poison", 0), message("room-poison", 1)
+
+    class Poisoned(Recorder):
+        async def handle(self, msg: Message) -> None:
+            if msg.id == poison.id:
+                raise ValueError("cannot store this one")
+
+    recorder = Poisoned()
+    await harness.worker(recorder)
+    with caplog.at_level(logging.ERROR):
+        await harness.publisher.publish(poison)
+        await harness.publisher.publish(nxt)
+        await recorder.wait_for(1)
+    assert recorder.stored["room-poison"] == [nxt.id]
+    assert recorder.attempts[poison.id] == 3  # max_attempts
+    assert await asyncio.wait_for(harness.dead_letter(), WAIT) == poison
+    assert any(r.levelno == logging.ERROR and poison.id in r.getMessage() for r in caplog.records)
+
+
+async def test_no_ack_before_the_handler_returns(harness: Harness) -> None:
+    msg = message("room-crash")
+    started = asyncio.Event()
+
+    async def hangs(_: Message) -> None:
+        started.set()
+        await asyncio.Event().wait()  # the worker dies before this returns
+
+    first = await harness.worker(hangs)
+    await harness.publisher.publish(msg)
+    await asyncio.wait_for(started.wait(), WAIT)
+    await first.kill()
+
+    recorder = Recorder()
+    await harness.worker(recorder, await harness.make())
+    await recorder.wait_for(1)
+    assert recorder.stored["room-crash"] == [msg.id]
+
+
+async def test_close_lets_the_message_in_hand_finish(harness: Harness) -> None:
+    first, second = message("room-close", 0), message("room-close", 1)
+    started, release = asyncio.Event(), asyncio.Event()
+    finished: list[str] = []
+
+    async def slow(msg: Message) -> None:
+        started.set()
+        await release.wait()
+        finished.append(msg.id)
+
+    broker = await harness.make()
+    await harness.worker(slow, broker)
+    await harness.publisher.publish(first)
+    await asyncio.wait_for(started.wait(), WAIT)
+
+    closing = asyncio.create_task(broker.close())
+    with pytest.raises(TimeoutError):  # close waits for the handler in hand
+        await asyncio.wait_for(asyncio.shield(closing), 0.3)
+    release.set()
+    await asyncio.wait_for(closing, WAIT)
+    assert finished == [first.id]
+
+    if harness.kind == "rabbitmq":
+        # It was acked: a new worker gets the next message, not the first one again.
+        await harness.publisher.publish(second)
+        recorder = Recorder()
+        await harness.worker(recorder, await harness.make())
+        await recorder.wait_for(1)
+        assert recorder.stored["room-close"] == [second.id]
+
+
+async def test_publish_after_close_is_unavailable(harness: Harness) -> None:
+    broker = await harness.make()
+    await broker.close()
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(broker.publish(message()), PUBLISH_TIMEOUT + 1)
+    with pytest.raises(Unavailable):
+        await broker.check()
+
+
+async def test_publish_to_an_unreachable_broker_is_unavailable_in_time(
+    harness: Harness,
+) -> None:
+    if harness.kind == "memory":
+        pytest.skip("the in-memory broker is never unreachable while open")
+    broker = RabbitMQBroker("amqp://guest:guest@127.0.0.1:1/", publish_timeout=1.0)
+    await asyncio.wait_for(broker.start(), 1.0)  # a server still boots
+    try:
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        with pytest.raises(Unavailable):
+            await asyncio.wait_for(broker.publish(message()), 5.0)
+        assert loop.time() - began < 3.0
+        with pytest.raises(Unavailable):
+            await broker.check()
+    finally:
+        await asyncio.wait_for(broker.close(), 5.0)
+
+
+async def test_two_workers_never_share_a_room_and_one_takes_over(harness: Harness) -> None:
+    rooms = [f"room-{uuid4().hex[:6]}" for _ in range(5)]
+    busy: set[str] = set()
+    overlaps: list[str] = []
+    handled_by: dict[str, int] = defaultdict(int)
+    a_did_some, release = asyncio.Event(), asyncio.Event()
+    recorder = Recorder()
+
+    def as_worker(name: str) -> MessageHandler:
+        async def work(msg: Message) -> None:
+            if msg.room_id in busy:
+                overlaps.append(msg.id)
+            busy.add(msg.room_id)
+            try:
+                await asyncio.sleep(0.002)  # widen the window an overlap would need
+            finally:
+                busy.discard(msg.room_id)  # also when a killed worker's handler stops
+            handled_by[name] += 1
+            if name == "a" and handled_by["a"] == 20:
+                a_did_some.set()
+                await release.wait()  # a leaves with this in hand and a backlog behind it
+
+        return functools.partial(recorder.run, work=work)
+
+    broker_a, broker_b = await harness.make(), await harness.make()
+    worker_a = await harness.worker(as_worker("a"), broker_a)
+    await harness.wait_consumers(1)  # a is the active consumer everywhere
+    await harness.worker(as_worker("b"), broker_b)
+    await harness.wait_consumers(2)
+
+    published: dict[str, list[str]] = defaultdict(list)
+
+    async def publish(numbers: range) -> None:
+        for n in numbers:
+            msg = message(rooms[n % 5], n)
+            await harness.publisher.publish(msg)
+            published[msg.room_id].append(msg.id)
+
+    await publish(range(50))
+    await asyncio.wait_for(a_did_some.wait(), WAIT)
+    if harness.kind == "memory":
+        await worker_a.kill()  # one process: a worker leaving is its consume() ending
+    else:
+        closing = asyncio.create_task(broker_a.close())
+        release.set()  # close lets the message in hand finish
+        await asyncio.wait_for(closing, WAIT)
+    await publish(range(50, 100))  # only b is left to take these
+    await recorder.wait_for(100)
+    assert overlaps == []
+    assert dict(recorder.stored) == published
+    assert handled_by["b"] > 0  # b took over
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None and not in_ci(), reason="needs rabbitmqctl")
+async def test_rabbitmq_recovers_after_losing_its_connections(harness: Harness) -> None:
+    if harness.kind == "memory":
+        pytest.skip("no connection to lose")
+    recorder = Recorder()
+    worker = await harness.make()
+    await harness.worker(recorder, worker)
+    await harness.wait_consumers(1)
+    await harness.publisher.publish(before := message("room-rec", 0))
+    await recorder.wait_for(1)
+
+    closed = await close_connections(f"chat-broker {harness.prefix}")
+    assert closed >= 2  # the publisher's and the worker's
+
+    # The publisher waits for its reconnection (within its timeout), the consumer too.
+    after = message("room-rec", 1)
+    await asyncio.wait_for(publish_when_back(harness.publisher, after), WAIT)
+    await recorder.wait_for(2)
+    assert recorder.stored["room-rec"] == [before.id, after.id]
+    await asyncio.wait_for(until_ready(worker), WAIT)
+    await harness.wait_consumers(1)
+
+
+async def publish_when_back(broker: MessageBroker, msg: Message) -> None:
+    while True:
+        try:
+            return await broker.publish(msg)
+        except Unavailable:
+            continue  # each try already waited up to PUBLISH_TIMEOUT
+
+
+async def rabbitmqctl(*args: str) -> list[str]:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await process.communicate()
+    assert process.returncode == 0, f"rabbitmqctl {args} failed"
+    return out.decode().splitlines()
+
+
+async def close_connections(name: str) -> int:
+    """Drop only this test's client connections (other tests share the server)."""
+    lines = await rabbitmqctl(
+        "list_connections", "-q", "--no-table-headers", "pid", "client_properties"
+    )
+    pids = [line.split("\t")[0] for line in lines if f'"{name}"' in line]
+    for pid in pids:
+        await rabbitmqctl("close_connection", pid, "test: connection loss")
+    return len(pids)
