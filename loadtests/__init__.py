@@ -1,0 +1,1 @@
+"""Load tools: the Locust harness and the asyncio bench (see README.md here)."""

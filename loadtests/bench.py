@@ -1,0 +1,350 @@
+"""The repeatable benchmark: fixed scenarios on the targets the bench starts itself.
+
+    python -m loadtests.bench                 # every scenario on embedded + reference
+    python -m loadtests.bench --quick         # a short smoke run
+    python -m loadtests.bench --all           # + the cluster target, under 10 minutes
+    python -m loadtests.bench --scenarios small-rooms --targets embedded,reference
+
+Scenarios: ``small-rooms`` (10 rooms of 10 members, 2 senders each), ``big-room`` (1 room
+of 200 members), each at fixed open-loop rates then a closed-loop saturation run;
+``idle`` (N connected sockets doing nothing: the server's RSS per connection, then a
+broadcast to all of them). Targets: ``embedded`` (`chat serve`, no configuration),
+``cluster`` (2 servers + 1 worker on RabbitMQ/Redis/PostgreSQL), ``reference`` (bare
+python-socketio, see reference_server.py). Writes var/bench/bench-<time>.json and .png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from loadtests import phases, report
+from loadtests.driver import Population, Room, now
+from loadtests.targets import REPO, STARTERS, Target
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A population of rooms and the loads to offer it."""
+
+    name: str
+    rooms: int
+    members: int
+    senders: int
+    rates: tuple[float, ...]
+    closed_loop: bool = True
+
+
+@dataclass(frozen=True)
+class Idle:
+    name: str
+    sockets: int
+    users: int
+    broadcasts: int = 5
+
+
+@dataclass(frozen=True)
+class Settings:
+    duration: float
+    drain: float
+    small_rooms: Scenario
+    big_room: Scenario
+    idle: Idle
+
+    def flat(self) -> dict[str, Any]:
+        s, b, i = self.small_rooms, self.big_room, self.idle
+        return {
+            "phase_s": self.duration,
+            "drain_s": self.drain,
+            "small-rooms": f"{s.rooms}x{s.members} senders {s.senders}/room rates {list(s.rates)}",
+            "big-room": f"{b.rooms}x{b.members} senders {b.senders} rates {list(b.rates)}",
+            "idle": f"{i.sockets} sockets of {i.users} users",
+        }
+
+
+STANDARD = Settings(
+    duration=10.0,
+    drain=10.0,
+    small_rooms=Scenario(
+        "small-rooms", rooms=10, members=10, senders=2, rates=(10, 25, 50, 100, 200)
+    ),
+    big_room=Scenario("big-room", rooms=1, members=200, senders=4, rates=(2, 5, 10, 20)),
+    idle=Idle("idle", sockets=1000, users=20),
+)
+QUICK = Settings(
+    duration=3.0,
+    drain=5.0,
+    small_rooms=Scenario("small-rooms", rooms=3, members=4, senders=2, rates=(20,)),
+    big_room=Scenario("big-room", rooms=1, members=30, senders=2, rates=(5,)),
+    idle=Idle("idle", sockets=60, users=6, broadcasts=3),
+)
+SCENARIOS = ("small-rooms", "big-room", "idle")
+TARGETS = ("embedded", "cluster", "reference")
+
+
+def _meter(target: Target) -> phases.Meter:
+    return phases.Meter(server_cpu=target.cpu_seconds, server_rss_kib=target.rss_kib)
+
+
+def saturated(row: dict[str, Any]) -> bool:
+    """An open-loop phase the target could not keep up with: higher rates would only pile up
+    a backlog that spills into the next phases (and past the time budget)."""
+    p50 = row["latency_ms"]["p50"]
+    return bool(
+        row["accepted_per_s"] < 0.9 * row["offered_rate"]
+        or row["lost"]
+        or (p50 is not None and p50 > 1000)
+    )
+
+
+async def run_rooms(
+    target: Target, scenario: Scenario, settings: Settings, rows: list[dict[str, Any]]
+) -> None:
+    population = Population(target.urls)
+    label = f"{target.name} {scenario.name}"
+    progress = phases.Progress(label)
+    try:
+        progress.update("setting up: users, rooms, sockets", force=True)
+        members = await population.add_users(scenario.rooms * scenario.members)
+        for r in range(scenario.rooms):
+            group = members[r * scenario.members : (r + 1) * scenario.members]
+            await population.add_room(group, scenario.senders)
+        await population.connect_all()
+        # Warm-up, not measured: first-request costs (imports, caches, SQLite pages).
+        await phases.closed_loop(population, 1.0, progress)
+        await phases.drain(population, settings.drain)
+        loads: list[float | None] = [*scenario.rates]
+        if scenario.closed_loop:
+            loads.append(None)
+        meter = _meter(target)
+        skip_open = False
+        for rate in loads:
+            if rate is not None and skip_open:
+                continue
+            load = "closed" if rate is None else f"{rate:g}/s"
+            progress = phases.Progress(f"{label} {load}")
+            started = meter.start()
+            t0 = now()
+            if rate is None:
+                stats = await phases.closed_loop(population, settings.duration, progress)
+            else:
+                stats = await phases.open_loop(population, rate, settings.duration, progress)
+            duration = now() - t0
+            await phases.drain(population, settings.drain)
+            usage = meter.stop(started)
+            row = {
+                "target": target.name,
+                "scenario": scenario.name,
+                "load": load,
+                "mode": "closed" if rate is None else "open",
+                "offered_rate": rate,
+                "population": asdict(scenario),
+                **phases.summarize(stats, duration, population.tracker.lost()),
+                **usage,
+            }
+            rows.append(row)
+            if rate is not None and saturated(row):
+                skip_open = True
+                row["saturated"] = True
+            lat = row["latency_ms"]
+            progress.done(
+                f"{row['accepted_per_s']:.0f} msg/s, {row['deliveries_per_s']:.0f} deliveries/s, "
+                f"p50 {lat['p50']} p99 {lat['p99']} ms, lost {row['lost']}, "
+                f"dup {row['duplicated']}, order {row['order_violations']}"
+            )
+    finally:
+        await population.close()
+
+
+async def run_idle(target: Target, idle: Idle, settings: Settings) -> list[dict[str, Any]]:
+    population = Population(target.urls)
+    progress = phases.Progress(f"{target.name} idle {idle.sockets}")
+    try:
+        progress.update("setting up users", force=True)
+        members = await population.add_users(idle.users)
+        room = await population.add_room(members, senders=1)
+        gc.collect()
+        rss_before = target.rss_kib()
+        t0 = now()
+        sockets = []
+        for start in range(0, idle.sockets, 50):
+            batch = range(start, min(start + 50, idle.sockets))
+            sockets += await asyncio.gather(
+                *(population.open_socket(members[i % idle.users], index=i) for i in batch)
+            )
+            progress.update(f"connected {len(sockets)}/{idle.sockets}")
+        connect_time = now() - t0
+        # Let the server finish whatever each connect started before reading its memory.
+        await asyncio.sleep(1.0)
+        rss_after = target.rss_kib()
+        # Then prove the sockets are live: broadcasts that every one of them must receive.
+        fanout_room = Room(room.id, room.members, room.senders)
+        fanout_room.members = [members[i % idle.users] for i in range(idle.sockets)]
+        stats = population.tracker.new_phase()
+        for _ in range(idle.broadcasts):
+            await population.send(members[0], fanout_room, now(), wait=True)
+        await phases.drain(population, settings.drain)
+        summary = phases.summarize(stats, now() - stats.started_at, population.tracker.lost())
+        await asyncio.gather(*(s.disconnect() for s in sockets), return_exceptions=True)
+        row = {
+            "target": target.name,
+            "scenario": "idle",
+            "load": f"{idle.sockets} sockets",
+            "mode": "idle",
+            "offered_rate": None,
+            "sockets": idle.sockets,
+            "users": idle.users,
+            "connects_per_s": round(idle.sockets / connect_time, 1),
+            "rss_before_kib": rss_before,
+            "rss_after_kib": rss_after,
+            "rss_per_connection_kib": round((rss_after - rss_before) / idle.sockets, 2),
+            **summary,
+            "server_cpu_percent": None,
+            "generator_cpu_percent": None,
+            "server_rss_kib": rss_after,
+        }
+        progress.done(
+            f"{row['rss_per_connection_kib']} KiB/connection, broadcast p50 "
+            f"{row['latency_ms']['p50']} ms, lost {row['lost']}"
+        )
+        return [row]
+    finally:
+        await population.close()
+
+
+async def run_target(
+    target: Target,
+    scenarios: Sequence[str],
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    errors: list[dict[str, str]],
+) -> None:
+    """Every scenario on one target, appending to ``rows`` as phases finish (an interrupted
+    run still reports what it measured)."""
+    for name in scenarios:
+        try:
+            if name == "idle":
+                rows += await run_idle(target, settings.idle, settings)
+            else:
+                scenario = settings.small_rooms if name == "small-rooms" else settings.big_room
+                await run_rooms(target, scenario, settings, rows)
+        except Exception as exc:
+            errors.append({"target": target.name, "scenario": name, "error": repr(exc)})
+            print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
+
+
+def _run(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - no uvloop on Windows
+        return asyncio.run(coro)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m loadtests.bench",
+        description=(__doc__ or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma list")
+    parser.add_argument("--targets", default="embedded,reference", help="comma list")
+    profile = parser.add_mutually_exclusive_group()
+    profile.add_argument("--quick", action="store_true", help="tiny populations, 3 s phases")
+    profile.add_argument("--all", action="store_true", help="every scenario on every target")
+    parser.add_argument("--duration", type=float, help="seconds per measured phase")
+    parser.add_argument("--drain", type=float, help="seconds to wait for late deliveries")
+    parser.add_argument("--rates", help="comma list of msg/s for both room scenarios")
+    parser.add_argument("--idle-sockets", type=int, help="sockets of the idle scenario")
+    parser.add_argument("--output", type=Path, help="JSON path (default var/bench/bench-<time>)")
+    args = parser.parse_args(argv)
+    if args.all:
+        args.scenarios, args.targets = ",".join(SCENARIOS), ",".join(TARGETS)
+    for option, known in (("scenarios", SCENARIOS), ("targets", TARGETS)):
+        chosen = [x.strip() for x in getattr(args, option).split(",") if x.strip()]
+        unknown = set(chosen) - set(known)
+        if unknown:
+            parser.error(f"unknown {option}: {', '.join(sorted(unknown))}")
+        setattr(args, option, chosen)
+    return args
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    settings = QUICK if args.quick else STANDARD
+    if args.duration:
+        settings = replace(settings, duration=args.duration)
+    if args.drain:
+        settings = replace(settings, drain=args.drain)
+    if args.rates:
+        rates = tuple(float(r) for r in args.rates.split(","))
+        settings = replace(
+            settings,
+            small_rooms=replace(settings.small_rooms, rates=rates),
+            big_room=replace(settings.big_room, rates=rates),
+        )
+    if args.idle_sockets:
+        settings = replace(settings, idle=replace(settings.idle, sockets=args.idle_sockets))
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from(args)
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%d-%H%M%S")
+    output: Path = args.output or REPO / "var" / "bench" / f"bench-{stamp}.json"
+    results: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+    t0 = time.monotonic()
+    try:
+        for name in args.targets:
+            print(f"bench: starting {name}", file=sys.stderr)
+            try:
+                target = STARTERS[name]()
+            except Exception as exc:
+                errors.append({"target": name, "scenario": "*", "error": f"did not start: {exc!r}"})
+                print(f"bench: {name} did not start: {exc}", file=sys.stderr)
+                continue
+            try:
+                _run(run_target(target, args.scenarios, settings, results, errors))
+            finally:
+                stopping = time.monotonic()
+                target.stop()
+                took = time.monotonic() - stopping
+                print(f"bench: stopped {name} in {took:.1f}s", file=sys.stderr)
+    except KeyboardInterrupt:
+        errors.append({"target": "*", "scenario": "*", "error": "interrupted"})
+    result = {
+        "version": 1,
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "machine": report.machine(),
+        "settings": {
+            "profile": "quick" if args.quick else "standard",
+            "targets": args.targets,
+            "scenarios": args.scenarios,
+            **settings.flat(),
+        },
+        "results": results,
+        "ratios": report.ratios(results),
+        "errors": errors,
+    }
+    report.write_json(result, output)
+    png = output.with_suffix(".png")
+    plotted = report.plot(result, png)
+    print(report.render(result))
+    print(f"\nJSON: {output}" + (f"\nplot: {png}" if plotted else ""))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,176 @@
+"""One measured phase of a bench scenario: an open-loop rate or a closed-loop saturation run,
+then a drain, then its figures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from loadtests.driver import PhaseStats, Population, now
+
+
+def percentiles(samples: list[float]) -> dict[str, float | None]:
+    """p50/p95/p99/max/mean in milliseconds (nearest rank), None when there is no sample."""
+    if not samples:
+        return {"p50": None, "p95": None, "p99": None, "max": None, "mean": None}
+    ordered = sorted(samples)
+
+    def rank(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+
+    return {
+        "p50": rank(0.50),
+        "p95": rank(0.95),
+        "p99": rank(0.99),
+        "max": round(ordered[-1] * 1000, 2),
+        "mean": round(sum(ordered) / len(ordered) * 1000, 2),
+    }
+
+
+class Progress:
+    """One status line on stderr, rewritten in place on a terminal, every few seconds if not."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._last = 0.0
+
+    def update(self, text: str, force: bool = False) -> None:
+        t = time.monotonic()
+        if not force and t - self._last < (0.25 if self.tty else 5.0):
+            return
+        self._last = t
+        line = f"[{self.label}] {text}"
+        if self.tty:
+            sys.stderr.write("\r\x1b[2K" + line[:160])
+        else:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+    def done(self, text: str) -> None:
+        self.update(text, force=True)
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+@dataclass
+class Meter:
+    """CPU seconds of the server processes and of this generator, around a phase."""
+
+    server_cpu: Callable[[], float]
+    server_rss_kib: Callable[[], int]
+
+    def start(self) -> tuple[float, float, float]:
+        return now(), self.server_cpu(), time.process_time()
+
+    def stop(self, started: tuple[float, float, float]) -> dict[str, Any]:
+        wall = max(now() - started[0], 1e-9)
+        return {
+            "server_cpu_percent": round((self.server_cpu() - started[1]) / wall * 100, 1),
+            "generator_cpu_percent": round((time.process_time() - started[2]) / wall * 100, 1),
+            "server_rss_kib": self.server_rss_kib(),
+        }
+
+
+def _status(stats: PhaseStats, t0: float, duration: float) -> str:
+    elapsed = now() - t0
+    recent = stats.latencies[-500:]
+    p50 = percentiles(recent)["p50"]
+    return (
+        f"{min(elapsed, duration):5.1f}/{duration:.0f}s sent {stats.sent} "
+        f"accepted {stats.accepted} delivered {stats.delivered}/{stats.expected} "
+        f"p50 {p50 if p50 is not None else '-'} ms"
+    )
+
+
+async def _ticker(progress: Progress, stats: PhaseStats, t0: float, duration: float) -> None:
+    while True:
+        progress.update(_status(stats, t0, duration))
+        await asyncio.sleep(0.25)
+
+
+async def open_loop(
+    population: Population,
+    rate: float,
+    duration: float,
+    progress: Progress,
+    max_in_flight: int = 2000,
+) -> PhaseStats:
+    """Send at ``rate`` msg/s whatever the answers, senders in turn. Latency counts from the
+    scheduled send time, so a slow server cannot slow the generator down and hide its own
+    queueing (coordinated omission)."""
+    stats = population.tracker.new_phase()
+    senders = itertools.cycle(population.senders())
+    tasks: set[asyncio.Task[None]] = set()
+    ticker = asyncio.create_task(_ticker(progress, stats, stats.started_at, duration))
+    t0 = stats.started_at
+    for n in itertools.count():
+        at = t0 + n / rate
+        if at - t0 >= duration:
+            break
+        delay = at - now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if len(tasks) >= max_in_flight:
+            stats.skipped += 1
+            continue
+        sender, room = next(senders)
+        task = asyncio.create_task(population.send(sender, room, at))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    await asyncio.gather(*tasks)
+    ticker.cancel()
+    return stats
+
+
+async def closed_loop(
+    population: Population, duration: float, progress: Progress, window: int = 1
+) -> PhaseStats:
+    """Each sender keeps ``window`` messages in flight, each waiting until every member got
+    it: the end-to-end saturation throughput at that concurrency."""
+    stats = population.tracker.new_phase()
+    t0 = stats.started_at
+    ticker = asyncio.create_task(_ticker(progress, stats, t0, duration))
+
+    async def sender_loop(sender: Any, room: Any) -> None:
+        while now() - t0 < duration:
+            await population.send(sender, room, now(), wait=True)
+
+    loops = [sender_loop(s, r) for s, r in population.senders() for _ in range(window)]
+    await asyncio.gather(*loops)
+    ticker.cancel()
+    return stats
+
+
+async def drain(population: Population, within: float) -> None:
+    """Wait until every expected delivery came, for at most ``within`` seconds: what is
+    still missing then counts as lost."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(population.tracker.settled.wait(), within)
+
+
+def summarize(stats: PhaseStats, duration: float, lost: int) -> dict[str, Any]:
+    span = max((stats.last_delivery_at or now()) - stats.started_at, duration, 1e-9)
+    return {
+        "duration_s": round(duration, 2),
+        "sent": stats.sent,
+        "accepted": stats.accepted,
+        "rejected": dict(stats.rejected),
+        "skipped": stats.skipped,
+        "accepted_per_s": round(stats.accepted / duration, 1),
+        "deliveries_expected": stats.expected,
+        "delivered": stats.delivered,
+        "deliveries_per_s": round(stats.delivered / span, 1),
+        "latency_ms": percentiles(stats.latencies),
+        "accept_latency_ms": percentiles(stats.accept_latencies),
+        "lost": lost,
+        "duplicated": stats.duplicated,
+        "order_violations": stats.order_violations,
+        "stray": stats.stray,
+    }

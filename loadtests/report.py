@@ -1,0 +1,225 @@
+"""What the bench prints and writes: machine facts, the results table, JSON, a PNG plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from loadtests.targets import REPO
+
+PACKAGES = (
+    "chat-backend",
+    "python-socketio",
+    "python-engineio",
+    "quart",
+    "hypercorn",
+    "uvloop",
+    "orjson",
+    "sqlalchemy",
+    "aiosqlite",
+    "asyncpg",
+    "aio-pika",
+    "redis",
+    "aiohttp",
+    "locust",
+)
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": commit or None,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(out)
+
+
+def render(report: dict[str, Any]) -> str:
+    """The plain-text table of a bench report (also what goes in loadtests/README.md)."""
+    m, s = report["machine"], report["settings"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
+    parts = [
+        f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}",
+        f"commit {m['commit']}; {versions}",
+        "settings: " + ", ".join(f"{k}={v}" for k, v in s.items()),
+        "",
+    ]
+    ratios = {(r["target"], r["scenario"], r["load"]): r for r in report["ratios"]}
+    rows = []
+    for r in report["results"]:
+        if r["scenario"] == "idle":
+            continue
+        lat = r["latency_ms"]
+        ratio = ratios.get((r["target"], r["scenario"], r["load"]), {})
+        rows.append(
+            [
+                r["target"],
+                r["scenario"],
+                r["load"] + ("*" if r.get("saturated") else ""),
+                f"{r['accepted_per_s']:.0f}",
+                f"{r['deliveries_per_s']:.0f}",
+                _ms(lat["p50"]),
+                _ms(lat["p95"]),
+                _ms(lat["p99"]),
+                _ms(r["accept_latency_ms"]["p50"]),
+                str(r["lost"]),
+                str(r["duplicated"]),
+                str(r["order_violations"]),
+                str(sum(r["rejected"].values()) + r["skipped"]),
+                f"{r['server_cpu_percent']:.0f}",
+                f"{r['generator_cpu_percent']:.0f}",
+                _ratio(ratio.get("accepted_per_s")),
+                _ratio(ratio.get("p50")),
+                _ratio(ratio.get("p99")),
+            ]
+        )
+    if rows:
+        headers = ["target", "scenario", "load", "acc/s", "deliv/s", "p50", "p95", "p99",
+                   "post p50", "lost", "dup", "order", "err", "srv cpu%", "gen cpu%",
+                   "acc/s vs ref", "p50 vs ref", "p99 vs ref"]  # fmt: skip
+        parts += [
+            "latency in ms, post to message:new at each member; err = rejected or not sent; "
+            "* = saturated, higher rates skipped",
+            _table(headers, rows),
+        ]
+    idle = []
+    for r in report["results"]:
+        if r["scenario"] != "idle":
+            continue
+        ratio = ratios.get((r["target"], "idle", r["load"]), {})
+        idle.append(
+            [
+                r["target"],
+                str(r["sockets"]),
+                f"{r['connects_per_s']:.0f}",
+                f"{r['rss_before_kib'] / 1024:.1f}",
+                f"{r['rss_after_kib'] / 1024:.1f}",
+                f"{r['rss_per_connection_kib']:.1f}",
+                _ms(r["latency_ms"]["p50"]),
+                _ms(r["latency_ms"]["p99"]),
+                str(r["lost"]),
+                str(r["duplicated"]),
+                _ratio(ratio.get("rss_per_connection_kib")),
+            ]
+        )
+    if idle:
+        headers = ["target", "sockets", "connects/s", "RSS before MiB", "RSS after MiB",
+                   "KiB/conn", "broadcast p50", "broadcast p99", "lost", "dup",
+                   "KiB/conn vs ref"]  # fmt: skip
+        parts += ["", "idle sockets (server RSS from /proc/<pid>/status)", _table(headers, idle)]
+    for error in report["errors"]:
+        parts.append(f"\nNOT RUN {error['target']} {error['scenario']}: {error['error']}")
+    return "\n".join(parts)
+
+
+def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each figure of a real target divided by the reference's for the same scenario and load."""
+    reference = {(r["scenario"], r["load"]): r for r in results if r["target"] == "reference"}
+    out = []
+    for r in results:
+        ref = reference.get((r["scenario"], r["load"]))
+        if r["target"] == "reference" or ref is None:
+            continue
+
+        def div(a: float | None, b: float | None) -> float | None:
+            return None if a is None or not b else round(a / b, 3)
+
+        entry: dict[str, Any] = {
+            "target": r["target"],
+            "scenario": r["scenario"],
+            "load": r["load"],
+        }
+        if r["scenario"] == "idle":
+            entry["rss_per_connection_kib"] = div(
+                r["rss_per_connection_kib"], ref["rss_per_connection_kib"]
+            )
+        else:
+            entry["accepted_per_s"] = div(r["accepted_per_s"], ref["accepted_per_s"])
+            entry["deliveries_per_s"] = div(r["deliveries_per_s"], ref["deliveries_per_s"])
+        for p in ("p50", "p95", "p99"):
+            entry[p] = div(r["latency_ms"][p], ref["latency_ms"][p])
+        out.append(entry)
+    return out
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def plot(report: dict[str, Any], path: Path) -> bool:
+    """Latency percentiles against offered load, one panel per message scenario."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    open_rows = [r for r in report["results"] if r.get("offered_rate")]
+    scenarios = sorted({r["scenario"] for r in open_rows})
+    if not scenarios:
+        return False
+    fig, axes = plt.subplots(1, len(scenarios), figsize=(6 * len(scenarios), 4.5), squeeze=False)
+    styles = {"p50": "-", "p95": "--", "p99": ":"}
+    for ax, scenario in zip(axes[0], scenarios, strict=True):
+        rows = [r for r in open_rows if r["scenario"] == scenario]
+        for i, target in enumerate(sorted({r["target"] for r in rows})):
+            points = sorted(
+                (r["offered_rate"], r["latency_ms"]) for r in rows if r["target"] == target
+            )
+            for p, style in styles.items():
+                xs = [x for x, lat in points if lat[p] is not None]
+                ys = [lat[p] for _, lat in points if lat[p] is not None]
+                ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=f"{target} {p}")
+        ax.set_title(scenario)
+        ax.set_xlabel("offered load (msg/s)")
+        ax.set_ylabel("post to message:new latency (ms)")
+        ax.set_yscale("log")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"chat bench {report['started_at']} ({report['machine']['cpu']})", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True

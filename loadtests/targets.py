@@ -1,0 +1,257 @@
+"""The systems under test, started by the bench itself: embedded `chat serve`, the cluster
+(2 servers + 1 worker on RabbitMQ, Redis and a fresh PostgreSQL database), the reference."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CHAT = str(Path(sys.executable).with_name("chat"))
+POSTGRES_ADMIN_DSN = os.environ.get(
+    "BENCH_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
+)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_kib(pid: int) -> int:
+    """VmRSS of a live process, from /proc/<pid>/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc/<pid>/stat (fields after the command name)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The caller's environment without its CHAT_* settings, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Process:
+    """A child process with its log in ``workdir``."""
+
+    name: str
+    args: list[str]
+    workdir: Path
+    env: dict[str, str]
+    url: str | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Process:
+        log = (self.workdir / f"{self.name}.log").open("ab")
+        self.proc = subprocess.Popen(
+            self.args, cwd=self.workdir, env=_env(self.env), stdout=log, stderr=subprocess.STDOUT
+        )
+        return self
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / f"{self.name}.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def wait_healthy(self, timeout: float = 60.0) -> None:
+        assert self.proc is not None and self.url is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.1)  # a process that is starting offers nothing to wait on
+        raise TimeoutError(f"{self.name} not healthy after {timeout}s:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _serve(name: str, workdir: Path, env: dict[str, str]) -> Process:
+    port = free_port()
+    args = [CHAT, "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return Process(name, args, workdir, env, url=f"http://127.0.0.1:{port}")
+
+
+@dataclass
+class Target:
+    """A running system under test: the URLs of its nodes and the processes to measure."""
+
+    name: str
+    processes: list[Process] = field(default_factory=list)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-bench-")))
+    database: str | None = None
+    prefix: str | None = None
+
+    @property
+    def urls(self) -> list[str]:
+        return [p.url for p in self.processes if p.url is not None]
+
+    def pids(self) -> list[int]:
+        return [p.proc.pid for p in self.processes if p.proc is not None and p.proc.poll() is None]
+
+    def rss_kib(self) -> int:
+        return sum(rss_kib(pid) for pid in self.pids())
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids())
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        if self.database is not None:
+            _drop_database(self.database)
+        if self.prefix is not None:
+            _delete_queues(self.prefix)
+
+
+def start_embedded() -> Target:
+    """`chat serve` with no configuration, in an empty directory, as a new user runs it."""
+    target = Target("embedded")
+    target.processes.append(_serve("server", target.workdir, {}).start())
+    target.processes[0].wait_healthy()
+    return target
+
+
+def start_reference() -> Target:
+    target = Target("reference")
+    port = free_port()
+    args = [sys.executable, "-m", "loadtests.reference_server", "--port", str(port)]
+    process = Process("reference", args, target.workdir, {}, url=f"http://127.0.0.1:{port}")
+    target.processes.append(process.start())
+    process.wait_healthy()
+    return target
+
+
+def _admin_sql(statement: str) -> None:
+    import asyncio
+
+    import asyncpg
+
+    async def run() -> None:
+        connection = await asyncpg.connect(POSTGRES_ADMIN_DSN, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(run())
+
+
+def _drop_database(name: str) -> None:
+    try:
+        _admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except Exception as exc:  # cleanup is best effort; say so rather than hide it
+        print(f"bench: could not drop database {name}: {exc}", file=sys.stderr)
+
+
+def _delete_queues(prefix: str) -> None:
+    """Best effort: the queues and exchanges the RabbitMQ broker declared under ``prefix``
+    (names as chat_adapters.rabbitmq declares them; a rename leaves litter, not failure)."""
+    import asyncio
+
+    try:
+        import aio_pika
+    except ImportError:
+        return
+
+    async def run() -> None:
+        url = os.environ.get("CHAT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+        connection = await aio_pika.connect(url, timeout=5)
+        partitions = int(os.environ.get("CHAT_RABBITMQ_PARTITIONS", "8"))
+        async with connection:
+            for name in [f"{prefix}.messages.{i}" for i in range(partitions)] + [f"{prefix}.dead"]:
+                channel = await connection.channel()
+                try:
+                    await channel.queue_delete(name)
+                except Exception:  # an absent queue closes the channel; try the next name
+                    continue
+            for name in (f"{prefix}.messages", f"{prefix}.dead"):
+                channel = await connection.channel()
+                try:
+                    await channel.exchange_delete(name)
+                except Exception:
+                    continue
+
+    try:
+        asyncio.run(run())
+    except Exception as exc:
+        print(f"bench: could not delete queues {prefix}.*: {exc}", file=sys.stderr)
+
+
+def start_cluster() -> Target:
+    """2 `chat serve` + 1 `chat worker` over RabbitMQ, Redis and a fresh PostgreSQL database,
+    isolated from any other run by a unique queue prefix and pub/sub channel."""
+    tag = secrets.token_hex(4)
+    target = Target("cluster", database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
+    env = {
+        "CHAT_BROKER": "rabbitmq",
+        "CHAT_SOCKETIO_MANAGER": "redis",
+        "CHAT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{target.database}",
+        "CHAT_RABBITMQ_PREFIX": target.prefix or "",
+        "CHAT_REDIS_CHANNEL": f"bench-{tag}",
+        # Both nodes must verify each other's tokens.
+        "CHAT_SECRET_KEY": secrets.token_urlsafe(48),
+    }
+    for key in ("CHAT_RABBITMQ_URL", "CHAT_REDIS_URL"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    try:
+        _admin_sql(f'CREATE DATABASE "{target.database}"')
+        migrate = subprocess.run(
+            [CHAT, "migrate"], cwd=target.workdir, env=_env(env), capture_output=True, timeout=120
+        )
+        if migrate.returncode != 0:
+            raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
+        for name in ("server-a", "server-b"):
+            target.processes.append(_serve(name, target.workdir, env).start())
+        worker = Process("worker", [CHAT, "worker"], target.workdir, env)
+        target.processes.append(worker.start())
+        for process in target.processes:
+            if process.url is not None:
+                process.wait_healthy()
+        if worker.proc is not None and worker.proc.poll() is not None:
+            raise RuntimeError(f"chat worker exited:\n{worker.log_tail()}")
+    except BaseException:
+        target.stop()
+        raise
+    return target
+
+
+STARTERS = {"embedded": start_embedded, "cluster": start_cluster, "reference": start_reference}

@@ -1,0 +1,121 @@
+"""The load tools still work: the bench in --quick mode and the Locust harness, each for a
+few seconds against real processes. Correctness only (nothing lost, duplicated or out of
+order at a low rate, the result files have their shape); never a speed assertion."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.processes import ChatProcess, clean_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _needs(module: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed: .venv/bin/pip install -e '.[load]'")
+
+
+def _check_room_row(row: dict[str, Any]) -> None:
+    assert row["sent"] > 0 and row["accepted"] == row["sent"], row
+    assert row["rejected"] == {} and row["skipped"] == 0, row
+    assert row["deliveries_expected"] > 0, row
+    assert row["delivered"] == row["deliveries_expected"], row
+    assert row["lost"] == row["duplicated"] == row["order_violations"] == 0, row
+    for key in ("p50", "p95", "p99", "max", "mean"):
+        assert row["latency_ms"][key] is not None and row["latency_ms"][key] >= 0, row
+    assert row["server_rss_kib"] > 0, row
+
+
+def test_bench_quick_on_embedded_and_reference(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.bench",
+            "--quick",
+            "--scenarios",
+            "small-rooms,idle",
+            "--targets",
+            "embedded,reference",
+            "--rates",
+            "10",
+            "--duration",
+            "2",
+            "--drain",
+            "15",
+            "--output",
+            str(output),
+        ],
+        cwd=REPO,
+        env=clean_env({}),
+        capture_output=True,
+        text=True,
+        timeout=150,
+    )
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    report = json.loads(output.read_text())
+    assert report["version"] == 1 and report["errors"] == []
+    assert {"cpu", "cores", "python", "packages"} <= set(report["machine"])
+    assert report["settings"]["profile"] == "quick"
+
+    rows = {(r["target"], r["scenario"], r["load"]): r for r in report["results"]}
+    for target in ("embedded", "reference"):
+        _check_room_row(rows[(target, "small-rooms", "10/s")])
+        _check_room_row(rows[(target, "small-rooms", "closed")])
+        idle = rows[(target, "idle", "60 sockets")]
+        assert idle["sockets"] == 60 and idle["rss_after_kib"] > 0
+        assert idle["delivered"] == idle["deliveries_expected"] == 3 * 60
+        assert idle["lost"] == idle["duplicated"] == 0
+    ratio_keys = {(r["target"], r["scenario"], r["load"]) for r in report["ratios"]}
+    assert ("embedded", "small-rooms", "10/s") in ratio_keys
+    assert "latency in ms" in run.stdout and "embedded" in run.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert output.with_suffix(".png").stat().st_size > 0
+
+
+def test_locustfile_runs_headless_against_embedded(server: ChatProcess, tmp_path: Path) -> None:
+    _needs("locust")
+    stats = tmp_path / "locust"
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("locust")),
+            "-f",
+            str(REPO / "loadtests" / "locustfile.py"),
+            "--headless",
+            "-u",
+            "6",
+            "-r",
+            "6",
+            "-t",
+            "5s",
+            "--host",
+            server.url,
+            "--csv",
+            str(stats),
+            "--only-summary",
+        ],
+        cwd=tmp_path,
+        env=clean_env({"CHAT_LOCUST_ROOM_SIZE": "3"}),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    with (tmp_path / "locust_stats.csv").open() as f:
+        rows = {(r["Type"], r["Name"]): r for r in csv.DictReader(f)}
+    sends = rows[("POST", "/rooms/{id}/messages")]
+    deliveries = rows[("socketio", "message:new delivery")]
+    assert int(sends["Request Count"]) > 0
+    # Every member of a 3-member room gets each message, the sender included.
+    assert int(deliveries["Request Count"]) >= int(sends["Request Count"])
+    assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, run.stderr[-3000:]
