@@ -40,14 +40,20 @@ class Api:
         """Register a fresh user and log in."""
         username = f"{prefix}_{uuid.uuid4().hex[:10]}"
         password = "correct horse battery"
-        r = await self.http.post("/api/v1/auth/register", json={"username": username, "password": password})
+        r = await self.http.post(
+            "/api/v1/auth/register", json={"username": username, "password": password}
+        )
         assert r.status_code == 201, r.text
-        r = await self.http.post("/api/v1/auth/login", json={"username": username, "password": password})
+        r = await self.http.post(
+            "/api/v1/auth/login", json={"username": username, "password": password}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         return Account(body["user"]["id"], username, body["access_token"])
 
-    async def create_room(self, owner: Account, *members: Account, name: str = "room") -> dict[str, Any]:
+    async def create_room(
+        self, owner: Account, *members: Account, name: str = "room"
+    ) -> dict[str, Any]:
         r = await self.http.post(
             "/api/v1/rooms",
             json={"name": name, "member_ids": [m.id for m in members]},
@@ -63,10 +69,14 @@ class Api:
         payload: dict[str, Any] = {"body": body}
         if client_msg_id is not None:
             payload["client_msg_id"] = client_msg_id
-        return await self.http.post(f"/api/v1/rooms/{room_id}/messages", json=payload, headers=who.headers)
+        return await self.http.post(
+            f"/api/v1/rooms/{room_id}/messages", json=payload, headers=who.headers
+        )
 
     async def history(self, who: Account, room_id: str, **params: Any) -> dict[str, Any]:
-        r = await self.http.get(f"/api/v1/rooms/{room_id}/messages", params=params, headers=who.headers)
+        r = await self.http.get(
+            f"/api/v1/rooms/{room_id}/messages", params=params, headers=who.headers
+        )
         assert r.status_code == 200, r.text
         page: dict[str, Any] = r.json()
         return page
@@ -117,7 +127,11 @@ class Socket:
         return await self.client.call(event, data, timeout=timeout)
 
     async def wait_for(
-        self, event: str, predicate: Predicate = lambda _: True, count: int = 1, timeout: float = 10.0
+        self,
+        event: str,
+        predicate: Predicate = lambda _: True,
+        count: int = 1,
+        timeout: float = 10.0,
     ) -> list[Any]:
         """Wait until ``count`` events named ``event`` match ``predicate``; return them."""
 
@@ -125,5 +139,7 @@ class Socket:
             return [e for e in self.events[event] if predicate(e)]
 
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: len(matching()) >= count), timeout
+            )
         return matching()

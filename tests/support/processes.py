@@ -103,7 +103,9 @@ class ChatProcess:
             self.proc.wait()
 
 
-def chat_serve(workdir: Path, env: Mapping[str, str] | None = None, name: str = "server") -> ChatProcess:
+def chat_serve(
+    workdir: Path, env: Mapping[str, str] | None = None, name: str = "server"
+) -> ChatProcess:
     port = free_port()
     return ChatProcess(
         ["serve", "--host", "127.0.0.1", "--port", str(port)],

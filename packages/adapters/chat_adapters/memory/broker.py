@@ -32,17 +32,25 @@ class InMemoryBroker(MessageBroker):
     one consumer at a time, serially. A failing message is retried first (so the
     room keeps its order) with a growing pause, and after ``max_attempts`` it moves
     to ``dead_letters`` and is logged. Nothing survives the process: this is the
-    single-process default, not a durable store.
+    single-process default, not a durable store, so ``close`` first refuses new
+    messages and lets the consumers drain what was accepted (within ``drain_timeout``).
     """
 
     def __init__(
-        self, partitions: int = 8, max_attempts: int = 5, retry_backoff: float = 0.05
+        self,
+        partitions: int = 8,
+        max_attempts: int = 5,
+        retry_backoff: float = 0.05,
+        drain_timeout: float = 10.0,
     ) -> None:
         if partitions < 1 or max_attempts < 1:
             raise ValueError("partitions and max_attempts must be at least 1")
         self._partitions = [_Partition() for _ in range(partitions)]
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
+        self._drain_timeout = drain_timeout
+        self._accepting = True
+        self._drained = asyncio.Event()
         self._closed = False
         self._stopping = asyncio.Event()
         self._consumers_done: list[asyncio.Event] = []
@@ -52,6 +60,14 @@ class InMemoryBroker(MessageBroker):
         """Nothing to connect to."""
 
     async def close(self) -> None:
+        # Accepted messages live only in this process: store them before stopping.
+        self._accepting = False
+        if self._consumers_done and not self._closed:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_drained(), self._drain_timeout)
+            left = sum(len(p.pending) for p in self._partitions)
+            if left:
+                log.error("closing with %d accepted messages not stored", left)
         self._closed = True
         self._stopping.set()
         for partition in self._partitions:
@@ -60,8 +76,13 @@ class InMemoryBroker(MessageBroker):
             await done.wait()
 
     async def check(self) -> None:
-        if self._closed:
+        if self._closed or not self._accepting:
             raise Unavailable("message broker unavailable")
+
+    async def _wait_drained(self) -> None:
+        while any(p.pending for p in self._partitions):
+            self._drained.clear()
+            await self._drained.wait()
 
     async def publish(self, message: Message) -> None:
         await self.check()
@@ -97,6 +118,8 @@ class InMemoryBroker(MessageBroker):
                     continue
                 if await self._deliver(partition.pending[0], handler):
                     partition.pending.popleft()
+                    if not partition.pending:
+                        self._drained.set()
 
     async def _deliver(self, message: Message, handler: MessageHandler) -> bool:
         """Try ``message`` until it succeeds or is dead-lettered; False if closed meanwhile."""

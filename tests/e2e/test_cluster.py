@@ -1,0 +1,103 @@
+"""Several nodes form one service: two `chat serve` and one `chat worker` on RabbitMQ, Redis
+and PostgreSQL. A client on any node gets every event of its rooms."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import Api, Socket
+from tests.support.cluster import Cluster, cluster
+from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    for service in (POSTGRES, RABBITMQ, REDIS):
+        require(service)
+    with cluster(Path(tmp_path_factory.mktemp("cluster")), servers=2, workers=1) as c:
+        yield c
+
+
+@pytest.fixture
+async def apis(nodes: Cluster) -> AsyncIterator[list[Api]]:
+    clients = [Api(server.url) for server in nodes.servers]
+    yield clients
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Socket]]:
+    opened: list[Socket] = []
+    yield opened
+    for s in opened:
+        await s.disconnect()
+
+
+async def test_a_socket_on_node_a_receives_what_was_posted_on_node_b(
+    apis: list[Api], sockets: list[Socket], nodes: Cluster
+) -> None:
+    a, b = apis
+    alice, bob = await a.signup("alice"), await a.signup("bob")
+    room = await a.create_room(alice, bob)
+    bob_on_a = await Socket(nodes.servers[0].url, bob.token).connect()
+    alice_on_b = await Socket(nodes.servers[1].url, alice.token).connect()
+    sockets += [bob_on_a, alice_on_b]
+
+    r = await b.send(alice, room["id"], "crossing nodes")
+    assert r.status_code == 202
+    message_id = r.json()["message"]["id"]
+    for s in (bob_on_a, alice_on_b):
+        [got] = await s.wait_for("message:new", lambda m: m["id"] == message_id, timeout=15)
+        assert got["seq"] == 1
+
+    ack = await bob_on_a.call("message:send", {"room_id": room["id"], "body": "and back"})
+    assert ack["ok"], ack
+    [back] = await alice_on_b.wait_for(
+        "message:new", lambda m: m["id"] == ack["message"]["id"], timeout=15
+    )
+    assert back["seq"] == 2
+
+
+async def test_a_member_added_on_node_b_gets_events_on_node_a(
+    apis: list[Api], sockets: list[Socket], nodes: Cluster
+) -> None:
+    a, b = apis
+    alice, carol = await a.signup("alice"), await a.signup("carol")
+    room = await a.create_room(alice)
+    carol_on_a = await Socket(nodes.servers[0].url, carol.token).connect()
+    sockets.append(carol_on_a)
+
+    r = await b.http.post(
+        f"/api/v1/rooms/{room['id']}/members", json={"user_id": carol.id}, headers=alice.headers
+    )
+    assert r.status_code == 201
+    await carol_on_a.wait_for(
+        "room:member_added", lambda e: e == {"room_id": room["id"], "user_id": carol.id}
+    )
+    r = await b.send(alice, room["id"], "welcome carol")
+    message_id = r.json()["message"]["id"]
+    await carol_on_a.wait_for("message:new", lambda m: m["id"] == message_id, timeout=15)
+
+    # Removed on node B: nothing more reaches her socket on node A.
+    r = await b.http.delete(f"/api/v1/rooms/{room['id']}/members/{carol.id}", headers=alice.headers)
+    assert r.status_code == 204
+    await carol_on_a.wait_for("room:member_removed", lambda e: e["user_id"] == carol.id)
+    alice_on_a = await Socket(nodes.servers[0].url, alice.token).connect()
+    sockets.append(alice_on_a)
+    r = await b.send(alice, room["id"], "carol is gone")
+    after_id = r.json()["message"]["id"]
+    await alice_on_a.wait_for("message:new", lambda m: m["id"] == after_id, timeout=15)
+    assert after_id not in {m["id"] for m in carol_on_a.events["message:new"]}
+
+
+async def test_readiness_names_every_backing_service(apis: list[Api]) -> None:
+    for api in apis:
+        r = await api.http.get("/readyz")
+        assert r.status_code == 200, r.text
+        assert set(r.json()["checks"]) >= {"database", "broker", "socketio"}
