@@ -13,6 +13,7 @@ from chat_server.api import api
 from chat_server.errors import register_error_handlers
 from chat_server.http import ChatRequest, OrjsonProvider
 from chat_server.realtime import register_socket_handlers
+from chat_server.security import harden
 
 
 def create_quart_app(container: Container) -> Quart:
@@ -35,6 +36,7 @@ def create_quart_app(container: Container) -> Quart:
         tags=openapi_docs.TAGS,
     )
     register_error_handlers(app)
+    harden(app, settings.cors_origins)
     observability.instrument(app)
     app.register_blueprint(api)
     app.register_blueprint(ops.blueprint)

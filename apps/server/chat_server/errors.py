@@ -8,9 +8,10 @@ is too large, or a bug (which is logged with its trace and answered without one)
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
-from chat_domain.errors import DomainError
+from chat_domain.errors import DomainError, RateLimited
 from pydantic import ValidationError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
@@ -71,9 +72,13 @@ def describe_validation_error(error: ValidationError) -> tuple[str, list[dict[st
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
-        return error_response(
+        response = error_response(
             STATUS_BY_CODE.get(error.code, 400), error.code, error.message, error.details
         )
+        if isinstance(error, RateLimited):
+            # Whole seconds, rounded up: a client that waits that long gets a token.
+            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def schema_error(error: RequestSchemaValidationError) -> Response:

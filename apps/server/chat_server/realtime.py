@@ -16,7 +16,7 @@ import socketio
 from chat_adapters.socketio.notifier import NAMESPACE, user_room
 from chat_bootstrap.container import Container
 from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
-from chat_domain.errors import DomainError, Unauthorized
+from chat_domain.errors import DomainError, RateLimited, Unauthorized
 from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
 from chat_domain.usecases.presence import PRESENCE
 from chat_domain.views import message_view
@@ -125,7 +125,10 @@ def register_socket_handlers(
         """Register a client event whose payload is validated by ``model``; errors become acks."""
 
         def decorator(handler: Callable[[str, Any], Awaitable[Ack]]) -> None:
-            async def wrapper(sid: str, data: Any = None) -> Ack:
+            async def wrapper(sid: str, *args: Any) -> Ack:
+                # A client may emit any number of arguments; only one object is a payload,
+                # anything else must still get an ack (a TypeError here would give none).
+                data = args[0] if len(args) == 1 else list(args)
                 current_sid.set(sid)
                 try:
                     payload = model.model_validate(data)
@@ -143,16 +146,39 @@ def register_socket_handlers(
 
         return decorator
 
+    max_sockets = container.settings().max_sockets_per_user
+
+    def sockets_here(user_id: str) -> int:
+        """The user's sockets on this node: the members of their socket.io room."""
+        return sum(1 for _ in sio.manager.get_participants("/", user_room(user_id)))
+
     @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
             user = await container.authenticate()(token if isinstance(token, str) else None)
+            await container.rate_limiter().acquire(user.id, container.connect_rate())
         except Unauthorized:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
-        await sio.save_session(sid, {"user_id": user.id})
+        except RateLimited as exc:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "rate_limited", {"retry_after": round(exc.retry_after, 3)}
+            ) from None
+        except DomainError as exc:  # e.g. the database is unavailable
+            raise socketio.exceptions.ConnectionRefusedError(exc.code) from None
+        room = user_room(user.id)
+        if sockets_here(user.id) >= max_sockets:
+            raise socketio.exceptions.ConnectionRefusedError(
+                "too_many_connections", {"max": max_sockets}
+            )
         # One socket.io room per user: events are addressed to users (see the notifier).
-        await sio.enter_room(sid, user_room(user.id))
+        await sio.enter_room(sid, room)
+        if sockets_here(user.id) > max_sockets:  # two connects raced for the last slot
+            await sio.leave_room(sid, room)
+            raise socketio.exceptions.ConnectionRefusedError(
+                "too_many_connections", {"max": max_sockets}
+            )
+        await sio.save_session(sid, {"user_id": user.id})
         users[sid] = user.id
         # Presence runs after the connect handler returns: an event emitted to a socket
         # still "pre-connected" would reach the client before its CONNECT packet.

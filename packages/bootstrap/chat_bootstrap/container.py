@@ -11,10 +11,12 @@ import logging
 
 import socketio
 from chat_adapters.memory.broker import InMemoryBroker
-from chat_adapters.metered import MeteredBroker, MeteredNotifier
 from chat_adapters.memory.presence import InMemoryPresenceTracker
+from chat_adapters.memory.rate_limit import InMemoryRateLimiter
+from chat_adapters.metered import MeteredBroker, MeteredNotifier
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.redis.presence import RedisPresenceTracker
+from chat_adapters.redis.rate_limit import RedisRateLimiter
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
 from chat_adapters.socketio.json import OrjsonForSocketIO
@@ -23,6 +25,7 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
+from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.messages import (
     DeleteMessage,
@@ -47,6 +50,12 @@ from dependency_injector import containers, providers
 from chat_bootstrap.settings import Settings
 
 socketio_logger = logging.getLogger("chat.socketio")
+
+
+def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
+    # engine.io reads [] as "CORS handling off", which lets every web page open a socket;
+    # None is "same origin only", the safe default when no origin is configured.
+    return list(origins) or None
 
 
 class Container(containers.DeclarativeContainer):
@@ -105,7 +114,11 @@ class Container(containers.DeclarativeContainer):
         async_mode="asgi",
         client_manager=socketio_manager,
         json=socketio_json,
-        cors_allowed_origins=settings.provided.cors_origins,
+        cors_allowed_origins=providers.Callable(
+            _origins_or_same_origin, settings.provided.cors_origins
+        ),
+        # A bigger packet closes that client's connection (engine.io), never the server.
+        max_http_buffer_size=settings.provided.socketio_max_packet_bytes,
         logger=False,
         engineio_logger=False,
     )
@@ -126,6 +139,41 @@ class Container(containers.DeclarativeContainer):
         MeteredNotifier, inner=providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
     )
 
+    # --- rate limits: per node in memory, or across nodes in Redis --------------------
+    rate_limiter = providers.Selector(
+        settings.provided.rate_limit_backend,
+        memory=providers.Singleton(InMemoryRateLimiter),
+        redis=providers.Singleton(
+            RedisRateLimiter,
+            url=settings.provided.redis_url,
+            prefix=providers.Callable("{}:rate".format, settings.provided.redis_channel),
+        ),
+    )
+    send_rate = providers.Singleton(
+        RateRule,
+        name="send",
+        per_second=settings.provided.rate_send_per_second,
+        burst=settings.provided.rate_send_burst,
+    )
+    login_rate = providers.Singleton(
+        RateRule.per_minute,
+        name="login",
+        per_minute=settings.provided.rate_login_per_minute,
+        burst=settings.provided.rate_login_burst,
+    )
+    auth_address_rate = providers.Singleton(
+        RateRule.per_minute,
+        name="auth-address",
+        per_minute=settings.provided.rate_auth_per_address_per_minute,
+        burst=settings.provided.rate_auth_per_address_burst,
+    )
+    connect_rate = providers.Singleton(
+        RateRule.per_minute,
+        name="connect",
+        per_minute=settings.provided.rate_connect_per_minute,
+        burst=settings.provided.rate_connect_burst,
+    )
+
     # Who is online: in-process with the local manager, shared through Redis across nodes.
     presence = providers.Selector(
         settings.provided.socketio_manager,
@@ -143,16 +191,41 @@ class Container(containers.DeclarativeContainer):
     authenticate = providers.Factory(Authenticate, uow=uow, tokens=tokens)
     search_users = providers.Factory(SearchUsers, uow=uow)
     create_group_room = providers.Factory(
-        CreateGroupRoom, uow=uow, notifier=notifier, clock=clock, ids=ids
+        CreateGroupRoom,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        ids=ids,
+        max_members=settings.provided.max_members_per_room,
+        max_rooms_per_user=settings.provided.max_rooms_per_user,
     )
     open_direct_room = providers.Factory(
-        OpenDirectRoom, uow=uow, notifier=notifier, clock=clock, ids=ids
+        OpenDirectRoom,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        ids=ids,
+        max_rooms_per_user=settings.provided.max_rooms_per_user,
     )
     get_room = providers.Factory(GetRoom, uow=uow)
     list_rooms = providers.Factory(ListRooms, uow=uow)
-    add_member = providers.Factory(AddMember, uow=uow, notifier=notifier, clock=clock)
+    add_member = providers.Factory(
+        AddMember,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        max_members=settings.provided.max_members_per_room,
+    )
     remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier)
-    send_message = providers.Factory(SendMessage, uow=uow, broker=broker, clock=clock, ids=ids)
+    send_message = providers.Factory(
+        SendMessage,
+        uow=uow,
+        broker=broker,
+        clock=clock,
+        ids=ids,
+        limiter=rate_limiter,
+        rate_rule=send_rate,
+    )
     store_message = providers.Factory(StoreMessage, uow=uow, notifier=notifier)
     list_history = providers.Factory(ListHistory, uow=uow)
     edit_message = providers.Factory(EditMessage, uow=uow, notifier=notifier, clock=clock)

@@ -36,4 +36,8 @@ async def running(container: Container) -> AsyncIterator[Container]:
         close = getattr(manager, "close", None)  # the Redis manager's listener and client
         if close is not None:
             await close()
+        if container.role() == "server":
+            close_limiter = getattr(container.rate_limiter(), "close", None)  # Redis client
+            if close_limiter is not None:
+                await close_limiter()
         await engine.dispose()

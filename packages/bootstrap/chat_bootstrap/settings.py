@@ -50,12 +50,34 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     cors_origins: list[str] = Field(default_factory=list)
 
+    # --- limits on what a client controls (see docs/security.md) ----------------------
+    socketio_max_packet_bytes: int = Field(default=128 * 1024, ge=16 * 1024)
+    max_sockets_per_user: int = Field(default=32, ge=1)
+    max_members_per_room: int = Field(default=1000, ge=2)
+    max_rooms_per_user: int = Field(default=1000, ge=1)
+    # Rate limits, token buckets (0 turns a rule off). "memory" counts per node; "redis"
+    # across nodes; None follows CHAT_SOCKETIO_MANAGER (several nodes share Redis anyway).
+    rate_limit_backend: Literal["memory", "redis"] | None = None
+    rate_send_per_second: float = Field(default=50.0, ge=0)
+    rate_send_burst: int = Field(default=1000, ge=0)
+    rate_login_per_minute: float = Field(default=10.0, ge=0)  # per username: brute force
+    rate_login_burst: int = Field(default=10, ge=0)
+    rate_auth_per_address_per_minute: float = Field(default=1200.0, ge=0)
+    rate_auth_per_address_burst: int = Field(default=600, ge=0)
+    rate_connect_per_minute: float = Field(default=120.0, ge=0)  # per user
+    rate_connect_burst: int = Field(default=60, ge=0)
+    # Behind N reverse proxies, the client's address is the N-th from the right of
+    # X-Forwarded-For; 0 trusts no header (the peer address is the client's).
+    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.embedded_worker is None:
             self.embedded_worker = self.broker == "memory"
         if self.auto_migrate is None:
             self.auto_migrate = self.database_url.startswith("sqlite")
+        if self.rate_limit_backend is None:
+            self.rate_limit_backend = "redis" if self.socketio_manager == "redis" else "memory"
         if self.broker == "memory" and not self.embedded_worker:
             raise ValueError(
                 "CHAT_EMBEDDED_WORKER=false needs CHAT_BROKER=rabbitmq: the in-memory broker "

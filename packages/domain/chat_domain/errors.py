@@ -50,6 +50,16 @@ class LimitExceeded(DomainError):
     code = "validation_error"
 
 
+class RateLimited(DomainError):
+    """Too many calls of one kind from one user or address; ``retry_after`` seconds to wait."""
+
+    code = "rate_limited"
+
+    def __init__(self, retry_after: float, message: str = "too many requests") -> None:
+        super().__init__(message, [{"retry_after": round(retry_after, 3)}])
+        self.retry_after = retry_after
+
+
 class Unavailable(DomainError):
     """A backing service (broker, database, ...) does not answer; retry later."""
 

@@ -9,6 +9,7 @@ from quart import Blueprint
 from quart_schema import validate_request
 
 from chat_server.http import services
+from chat_server.limits import throttle_auth
 from chat_server.schemas import LoginBody, RegisterBody
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
@@ -17,6 +18,7 @@ blueprint = Blueprint("auth", __name__, url_prefix="/auth")
 @blueprint.post("/register")
 @validate_request(RegisterBody)
 async def register(data: RegisterBody) -> tuple[dict[str, Any], int]:
+    await throttle_auth("register", data.username)
     user = await services().register_user()(data.username, data.password, data.display_name)
     return {"user": user_view(user)}, 201
 
@@ -24,6 +26,7 @@ async def register(data: RegisterBody) -> tuple[dict[str, Any], int]:
 @blueprint.post("/login")
 @validate_request(LoginBody)
 async def login(data: LoginBody) -> dict[str, Any]:
+    await throttle_auth("login", data.username)
     session = await services().log_in()(data.username, data.password)
     return {
         "access_token": session.token.token,

@@ -8,6 +8,7 @@ from chat_domain.entities import Message, MessageStatus, normalise_body
 from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chat_domain.ports.broker import MessageBroker
 from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.usecases.access import require_member
@@ -18,6 +19,9 @@ MESSAGE_UPDATED = "message:updated"
 MESSAGE_DELETED = "message:deleted"
 CLIENT_MSG_ID_MAX = 64
 PAGE_LIMIT_MAX, PAGE_LIMIT_DEFAULT = 200, 50
+# The largest seq a client may name: a JavaScript-safe integer, far below what a database
+# integer column holds (a cursor past int64 used to reach the database and fail there).
+SEQ_MAX = 2**53 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +36,22 @@ class SendMessage:
     A retry with the same ``client_msg_id`` (same sender, same room) gets the same
     message id, derived from those three, so it is the same on every node; the
     store step keeps one copy per id however many times it is published.
+
+    With a ``limiter``, each sender has one budget of sends (``rate_rule``) whichever
+    way they send (REST or socket.io); over it the call raises ``RateLimited``.
     """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, broker: MessageBroker, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWorkFactory,
+        broker: MessageBroker,
+        clock: Clock,
+        ids: IdGenerator,
+        limiter: RateLimiter | None = None,
+        rate_rule: RateRule | None = None,
     ) -> None:
         self._uow, self._broker, self._clock, self._ids = uow, broker, clock, ids
+        self._limiter, self._rate_rule = limiter, rate_rule
 
     async def __call__(
         self, sender_id: str, room_id: str, body: str, client_msg_id: str | None = None
@@ -45,6 +59,8 @@ class SendMessage:
         body = normalise_body(body)
         if client_msg_id is not None and not 1 <= len(client_msg_id) <= CLIENT_MSG_ID_MAX:
             raise InvalidInput(f"client_msg_id: must be 1..{CLIENT_MSG_ID_MAX} characters")
+        if self._limiter is not None and self._rate_rule is not None:
+            await self._limiter.acquire(sender_id, self._rate_rule)
         message_id = (
             self._ids.stable_id("message", room_id, sender_id, client_msg_id)
             if client_msg_id
@@ -136,8 +152,8 @@ class ListHistory:
     ) -> HistoryPage:
         page_size = check_page_limit(limit)
         for name, value in (("after_seq", after_seq), ("before_seq", before_seq)):
-            if value is not None and value < 0:
-                raise InvalidInput(f"{name}: must be 0 or more")
+            if value is not None and not 0 <= value <= SEQ_MAX:
+                raise InvalidInput(f"{name}: must be 0..{SEQ_MAX}")
         async with self._uow() as uow:
             await require_member(uow, room_id, user_id)
             messages, has_more = await uow.messages.page(

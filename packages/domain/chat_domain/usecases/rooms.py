@@ -36,6 +36,12 @@ async def _require_users(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
             raise InvalidInput(f"member_ids: unknown user {user_id}")
 
 
+async def _require_room_budget(uow: UnitOfWork, user_id: str, max_rooms: int) -> None:
+    """A user already in ``max_rooms`` rooms may not create or open another one."""
+    if len(await uow.rooms.room_ids_of(user_id)) >= max_rooms:
+        raise LimitExceeded(f"a user may be in at most {max_rooms} rooms")
+
+
 class CreateGroupRoom:
     """Create a group room; its creator is the owner and a member."""
 
@@ -46,9 +52,10 @@ class CreateGroupRoom:
         clock: Clock,
         ids: IdGenerator,
         max_members: int = 1000,
+        max_rooms_per_user: int = 1000,
     ) -> None:
         self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
-        self._max_members = max_members
+        self._max_members, self._max_rooms = max_members, max_rooms_per_user
 
     async def __call__(self, creator_id: str, name: str, member_ids: Sequence[str]) -> RoomDetails:
         name = normalise_room_name(name)
@@ -58,6 +65,7 @@ class CreateGroupRoom:
         now = self._clock.now()
         room = Room(self._ids.new_id(), name, RoomKind.GROUP, now)
         async with self._uow() as uow:
+            await _require_room_budget(uow, creator_id, self._max_rooms)
             await _require_users(uow, others)
             await uow.rooms.add(room)
             await uow.rooms.add_member(Membership(room.id, creator_id, Role.OWNER, now))
@@ -77,9 +85,15 @@ class OpenDirectRoom:
     """The one direct room of a pair of users, created on first use."""
 
     def __init__(
-        self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        ids: IdGenerator,
+        max_rooms_per_user: int = 1000,
     ) -> None:
         self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
+        self._max_rooms = max_rooms_per_user
 
     async def __call__(
         self, creator_id: str, member_ids: Sequence[str]
@@ -96,6 +110,7 @@ class OpenDirectRoom:
                 room = await uow.rooms.get_direct(key)
                 created = room is None
                 if room is None:
+                    await _require_room_budget(uow, creator_id, self._max_rooms)
                     await _require_users(uow, [other_id])
                     room = Room(
                         self._ids.new_id(), "", RoomKind.DIRECT, self._clock.now(), direct_key=key

@@ -1,0 +1,198 @@
+"""Fuzz every client socket.io event with random and malformed payloads.
+
+A seeded generator (reproducible: the seed is in the failure message) makes wrong
+types, missing fields, huge strings, nested junk, None, lists, several arguments,
+and near-valid payloads with one field spoiled. Whatever comes in:
+
+- every call is acknowledged, ``{"ok": true, ...}`` or ``{"ok": false, "error": {...}}``;
+- the fuzzing socket stays connected, and so does another user's;
+- the other user still gets a message sent afterwards;
+- nothing a refused call carried is stored (the room's history holds exactly the
+  messages whose send was acknowledged ``ok``).
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from typing import Any
+
+from tests.support.clients import Api, Socket
+
+SEED = 20261124
+CASES_PER_EVENT = 160
+EVENTS = ("message:send", "delivered", "read", "typing", "sync")
+FIELDS = {
+    "message:send": ("room_id", "body", "client_msg_id"),
+    "delivered": ("room_id", "seq"),
+    "read": ("room_id", "seq"),
+    "typing": ("room_id", "is_typing"),
+    "sync": ("room_id", "after_seq", "limit"),
+}
+
+
+class Junk:
+    """Random JSON values, from harmless to hostile."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def text(self) -> str:
+        kind = self.rng.randrange(6)
+        if kind == 0:
+            return ""
+        if kind == 1:
+            return " \n\t "
+        if kind == 2:  # big, but under the socket.io packet limit (128 KB by default)
+            return self.rng.choice(string.ascii_letters) * self.rng.choice([4001, 8001, 30_000])
+        if kind == 3:
+            return "".join(
+                chr(self.rng.randrange(0x20, 0x2FFF)) for _ in range(self.rng.randrange(1, 40))
+            )
+        if kind == 4:
+            return self.rng.choice(
+                ["' OR 1=1 --", "<script>alert(1)</script>", "../../etc/passwd", "\u0000", "%s%n"]
+            )
+        return "".join(self.rng.choices(string.printable, k=self.rng.randrange(1, 80)))
+
+    def number(self) -> Any:
+        return self.rng.choice(
+            [
+                0,
+                -1,
+                1,
+                2**31,
+                2**53,
+                -(2**63),
+                2**63 - 1,
+                2**64,
+                2**70,
+                0.5,
+                -0.0,
+                1e308,
+                self.rng.randrange(-(10**6), 10**6),
+            ]
+        )
+
+    def value(self, depth: int = 0) -> Any:
+        kind = self.rng.randrange(8 if depth < 3 else 6)
+        if kind == 0:
+            return None
+        if kind == 1:
+            return self.rng.choice([True, False])
+        if kind == 2:
+            return self.number()
+        if kind in (3, 4, 5):
+            return self.text()
+        if kind == 6:
+            return [self.value(depth + 1) for _ in range(self.rng.randrange(0, 5))]
+        return {self.text()[:20]: self.value(depth + 1) for _ in range(self.rng.randrange(0, 5))}
+
+
+def valid(event: str, room_id: str, n: int) -> dict[str, Any]:
+    return {
+        "message:send": {"room_id": room_id, "body": f"fuzz ok {n}", "client_msg_id": f"fz-{n}"},
+        "delivered": {"room_id": room_id, "seq": 1},
+        "read": {"room_id": room_id, "seq": 1},
+        "typing": {"room_id": room_id, "is_typing": True},
+        "sync": {"room_id": room_id, "after_seq": 0, "limit": 5},
+    }[event]
+
+
+def payload(event: str, room_id: str, n: int, junk: Junk) -> tuple[Any, ...]:
+    """The arguments of one emit: mostly one payload, sometimes none or several."""
+    rng = junk.rng
+    shape = rng.randrange(10)
+    if shape == 0:
+        return ()  # no argument at all
+    if shape == 1:
+        return (junk.value(), junk.value())  # two arguments
+    if shape == 2:
+        return (junk.value(),)  # anything: None, a list, a string, a number ...
+    data = valid(event, room_id, n)
+    if shape == 3:
+        data.pop(rng.choice(FIELDS[event]), None)  # a missing field
+    elif shape in (4, 5, 6):
+        data[rng.choice(FIELDS[event])] = junk.value()  # one spoiled field
+    elif shape == 7:
+        data[junk.text()[:30]] = junk.value()  # an unknown field: ignored
+        data["room_id"] = rng.choice([room_id, junk.text()[:70]])
+    elif shape == 8:
+        data = {k: junk.value() for k in FIELDS[event]}  # every field junk
+    return (data,)
+
+
+def well_formed(ack: Any) -> bool:
+    if not isinstance(ack, dict) or not isinstance(ack.get("ok"), bool):
+        return False
+    if ack["ok"]:
+        return True
+    error = ack.get("error")
+    return (
+        set(ack) == {"ok", "error"}
+        and isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+        and "Traceback" not in error["message"]
+    )
+
+
+async def emit_and_wait(s: Socket, event: str, args: tuple[Any, ...]) -> Any:
+    # python-socketio sends a tuple as several arguments; () is an event with no data.
+    data: Any = args if len(args) != 1 else args[0]
+    if len(args) == 0:
+        return await s.client.call(event, timeout=10)
+    return await s.client.call(event, data, timeout=10)
+
+
+async def test_fuzz_every_client_event(api: Api, open_socket) -> None:  # type: ignore[no-untyped-def]
+    alice, bob = await api.signup("fuzzer"), await api.signup("bystander")
+    room = await api.create_room(alice, bob, name="fuzz")
+    a, b = await open_socket(alice), await open_socket(bob)
+    seed_message = await api.send(alice, room["id"], "before the fuzz")
+    await b.wait_for("message:new", lambda m: m["body"] == "before the fuzz")
+
+    rng = random.Random(SEED)
+    junk = Junk(rng)
+    accepted: set[str] = {seed_message.json()["message"]["id"]}
+    cases = 0
+    for n in range(CASES_PER_EVENT):
+        for event in EVENTS:
+            args = payload(event, room["id"], n, junk)
+            ack = await emit_and_wait(a, event, args)
+            cases += 1
+            assert well_formed(ack), f"seed {SEED}, case {n}, {event}{args!r:.300}: {ack!r:.300}"
+            if event == "message:send" and ack["ok"]:
+                accepted.add(ack["message"]["id"])
+            assert a.client.connected, f"seed {SEED}, case {n}: the fuzzing socket was dropped"
+    # Edge values for every numeric field, not left to chance: past int64, floats, bools.
+    edges = [2**63 - 1, 2**63, 2**64 - 1, -1, 1.5, "1", True, None]
+    for event in EVENTS:
+        for field in ("seq", "after_seq", "limit"):
+            if field not in FIELDS[event]:
+                continue
+            for value in edges:
+                ack = await emit_and_wait(
+                    a, event, ({**valid(event, room["id"], 0), field: value},)
+                )
+                cases += 1
+                assert well_formed(ack), f"{event} {field}={value!r}: {ack!r:.300}"
+                assert ack["ok"] or ack["error"]["code"] == "validation_error", (
+                    event,
+                    field,
+                    value,
+                    ack,
+                )
+    assert cases == CASES_PER_EVENT * len(EVENTS) + 3 * 8 + 8
+
+    # Both sockets are still up, and the bystander still hears the room.
+    assert a.client.connected and b.client.connected
+    after = await api.send(alice, room["id"], "after the fuzz")
+    assert after.status_code == 202
+    accepted.add(after.json()["message"]["id"])
+    await b.wait_for("message:new", lambda m: m["body"] == "after the fuzz", timeout=20)
+
+    # Exactly what was acknowledged as sent is in the history; nothing refused got in.
+    stored = await api.all_messages(bob, room["id"])
+    assert {m["id"] for m in stored} == accepted
+    assert [m["seq"] for m in stored] == list(range(1, len(stored) + 1))
