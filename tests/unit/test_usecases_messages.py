@@ -13,6 +13,7 @@ from chat_domain.usecases.messages import (
     StoreMessage,
 )
 from chat_domain.usecases.receipts import MoveMarker
+from chat_domain.usecases.rooms import AddMember, ListRooms
 from chat_domain.views import message_view
 
 from tests.unit.conftest import World
@@ -313,3 +314,26 @@ async def test_the_sender_or_the_owner_deletes(world: World) -> None:
     await delete(owner.id, room.id, bobs.id)
     page = (await history(world)(carol.id, room.id)).messages
     assert [(m.seq, m.deleted) for m in page] == [(1, True), (2, False)]
+
+
+async def test_a_newcomer_neither_owes_reads_nor_sets_back_the_senders_status(world: World) -> None:
+    alice, bob, carol = (
+        await world.user("alice"),
+        await world.user("bob"),
+        await world.user("carol"),
+    )
+    room = await world.room(alice, bob)
+    mine = await world.message(alice, room)
+    assert mine.seq is not None
+    await MoveMarker(world.storage, world.notifier)(bob.id, room.id, mine.seq, MarkerKind.READ)
+    assert (await history(world)(alice.id, room.id)).status_of(mine) is MessageStatus.READ
+
+    await AddMember(world.storage, world.notifier, world.clock)(alice.id, room.id, carol.id)
+    # Carol joined after it: alice's message stays read, and carol has nothing unread.
+    assert (await history(world)(alice.id, room.id)).status_of(mine) is MessageStatus.READ
+    [summary] = await ListRooms(world.storage)(carol.id)
+    assert summary.unread_count == 0
+    later = await world.message(alice, room)
+    assert (await history(world)(alice.id, room.id)).status_of(later) is MessageStatus.STORED
+    [summary] = await ListRooms(world.storage)(carol.id)
+    assert summary.unread_count == 1

@@ -112,6 +112,12 @@ class Membership:
     def is_owner(self) -> bool:
         return self.role is Role.OWNER
 
+    @classmethod
+    def newcomer(cls, room: Room, user_id: str, role: Role, at: datetime) -> Membership:
+        """A member joining now: what came before counts as seen, so the unread count starts
+        at zero and the senders' delivered/read status of older messages does not regress."""
+        return cls(room.id, user_id, role, at, room.last_seq, room.last_seq)
+
 
 @dataclass(frozen=True, slots=True)
 class Member:

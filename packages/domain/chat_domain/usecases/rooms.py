@@ -141,7 +141,9 @@ class OpenDirectRoom:
         joined = []
         for uid in pair:
             if await uow.rooms.get_membership(room.id, uid) is None:
-                await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, self._clock.now()))
+                await uow.rooms.add_member(
+                    Membership.newcomer(room, uid, Role.MEMBER, self._clock.now())
+                )
                 joined.append(uid)
         return joined
 
@@ -197,7 +199,7 @@ class AddMember:
             member_ids = await uow.rooms.member_ids(room_id)
             if len(member_ids) >= self._max_members:
                 raise LimitExceeded(f"a room has at most {self._max_members} members")
-            membership = Membership(room_id, user_id, Role.MEMBER, self._clock.now())
+            membership = Membership.newcomer(room, user_id, Role.MEMBER, self._clock.now())
             await uow.rooms.add_member(membership)
             await uow.commit()
         await self._notifier.emit_to_users(
