@@ -37,9 +37,13 @@ def test_every_python_file_is_owned_by_a_target() -> None:
     unowned = []
     for py in _python_files():
         build = py.parent / "BUILD"
-        targets = set(re.findall(r"^\s*(\w+)\(", build.read_text(), re.M)) if build.exists() else set()
+        targets = (
+            set(re.findall(r"^\s*(\w+)\(", build.read_text(), re.M)) if build.exists() else set()
+        )
         if _owner(py) not in targets:
-            unowned.append(f"{py.relative_to(ROOT)} needs {_owner(py)}() in {build.relative_to(ROOT)}")
+            unowned.append(
+                f"{py.relative_to(ROOT)} needs {_owner(py)}() in {build.relative_to(ROOT)}"
+            )
     assert not unowned, "\n".join(unowned)
 
 

@@ -21,13 +21,13 @@ from uuid import uuid4
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.rabbitmq.codec import decode
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
 from chat_domain.ports.broker import MessageBroker, MessageHandler
-
 from tests.support.services import RABBITMQ, in_ci, require
 
 WAIT = 20.0  # upper bound for anything we wait for; a pass takes far less

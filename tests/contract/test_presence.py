@@ -12,11 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.redis.presence import RedisPresenceTracker
 from chat_domain.errors import Unavailable
 from chat_domain.ports.presence import PresenceTracker
-
 from tests.support.processes import free_port
 from tests.support.services import REDIS, require
 

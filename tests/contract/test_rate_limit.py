@@ -7,11 +7,11 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
 from chat_adapters.redis.rate_limit import RedisRateLimiter
 from chat_domain.errors import RateLimited
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
-
 from tests.support.services import REDIS, require
 
 

@@ -18,15 +18,15 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import socketio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
 from chat_adapters.socketio.redis_manager import (
     LISTENER_RESTARTS,
     PUBLISH_FAILURES,
     SupervisedRedisManager,
 )
 from chat_domain.errors import Unavailable
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-
 from tests.support.clients import Socket
 from tests.support.processes import free_port
 from tests.support.services import REDIS, require

@@ -20,6 +20,10 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from chat_adapters.memory.storage import InMemoryUnitOfWorkFactory
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.migrate import migrate
@@ -28,10 +32,6 @@ from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_domain.entities import Membership, Message, Role, Room, RoomKind, User
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import UnitOfWorkFactory
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from tests.support.services import POSTGRES, require
 
 T = TypeVar("T")

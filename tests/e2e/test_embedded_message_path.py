@@ -69,7 +69,9 @@ async def test_socket_send_goes_through_the_same_path(api: Api, open_socket) -> 
     alice, bob = await api.signup(), await api.signup()
     room = await api.create_room(alice, bob)
     a, b = await open_socket(alice), await open_socket(bob)
-    ack = await a.call("message:send", {"room_id": room["id"], "body": "via socket", "client_msg_id": "k1"})
+    ack = await a.call(
+        "message:send", {"room_id": room["id"], "body": "via socket", "client_msg_id": "k1"}
+    )
     assert ack["ok"] is True and ack["message"]["status"] == "accepted"
     [got] = await b.wait_for("message:new", lambda m: m["id"] == ack["message"]["id"])
     assert got["body"] == "via socket" and got["seq"] == 1 and got["client_msg_id"] == "k1"
@@ -147,19 +149,33 @@ async def test_rooms_list_members_and_unread(api: Api, open_socket) -> None:  # 
     assert [x["id"] for x in rooms] == [older["id"], newer["id"]]  # most recent activity first
     assert rooms[0]["unread_count"] == 0 and rooms[1]["last_message"] is None
 
-    r = await api.http.post(f"/api/v1/rooms/{newer['id']}/members", json={"user_id": carol.id}, headers=alice.headers)
+    r = await api.http.post(
+        f"/api/v1/rooms/{newer['id']}/members", json={"user_id": carol.id}, headers=alice.headers
+    )
     assert r.status_code == 201 and r.json()["member"]["user_id"] == carol.id
     assert r.json()["member"]["role"] == "member"
-    again = await api.http.post(f"/api/v1/rooms/{newer['id']}/members", json={"user_id": carol.id}, headers=alice.headers)
+    again = await api.http.post(
+        f"/api/v1/rooms/{newer['id']}/members", json={"user_id": carol.id}, headers=alice.headers
+    )
     assert again.status_code == 200
     r = await api.http.get(f"/api/v1/rooms/{newer['id']}", headers=carol.headers)
     members = {m["user_id"]: m["role"] for m in r.json()["room"]["members"]}
     assert members == {alice.id: "owner", carol.id: "member"}
 
     # Carol may leave; she may not remove the owner; removed, she no longer sees the room.
-    assert (await api.http.delete(f"/api/v1/rooms/{newer['id']}/members/{alice.id}", headers=carol.headers)).status_code == 403
-    assert (await api.http.delete(f"/api/v1/rooms/{newer['id']}/members/{carol.id}", headers=carol.headers)).status_code == 204
-    assert (await api.http.get(f"/api/v1/rooms/{newer['id']}", headers=carol.headers)).status_code == 404
+    assert (
+        await api.http.delete(
+            f"/api/v1/rooms/{newer['id']}/members/{alice.id}", headers=carol.headers
+        )
+    ).status_code == 403
+    assert (
+        await api.http.delete(
+            f"/api/v1/rooms/{newer['id']}/members/{carol.id}", headers=carol.headers
+        )
+    ).status_code == 204
+    assert (
+        await api.http.get(f"/api/v1/rooms/{newer['id']}", headers=carol.headers)
+    ).status_code == 404
 
 
 async def test_users_me_and_search(api: Api) -> None:
@@ -167,7 +183,9 @@ async def test_users_me_and_search(api: Api) -> None:
     r = await api.http.get("/api/v1/users/me", headers=alice.headers)
     assert r.status_code == 200 and r.json()["user"]["username"] == alice.username
     assert set(r.json()["user"]) == {"id", "username", "display_name", "created_at"}
-    r = await api.http.get("/api/v1/users", params={"q": alice.username[:14]}, headers=alice.headers)
+    r = await api.http.get(
+        "/api/v1/users", params={"q": alice.username[:14]}, headers=alice.headers
+    )
     assert [u["id"] for u in r.json()["users"]] == [alice.id]
 
 
@@ -178,16 +196,48 @@ async def test_users_me_and_search(api: Api) -> None:
         ("delete", "/api/v1/auth/login", {}, 405, None),
         ("post", "/api/v1/auth/register", {"content": b"{not json"}, 400, "validation_error"),
         ("post", "/api/v1/auth/register", {"json": {"username": "x"}}, 422, "validation_error"),
-        ("post", "/api/v1/auth/register", {"json": {"username": "ok_name", "password": 12345678}}, 422, "validation_error"),
-        ("post", "/api/v1/auth/register", {"json": {"username": "bad name!", "password": "long enough"}}, 422, "validation_error"),
-        ("post", "/api/v1/auth/register", {"content": b'{"username": "' + b"a" * 70000 + b'"}'}, 413, "payload_too_large"),
-        ("post", "/api/v1/auth/login", {"json": {"username": "nobody_here", "password": "whatever1"}}, 401, "unauthorized"),
+        (
+            "post",
+            "/api/v1/auth/register",
+            {"json": {"username": "ok_name", "password": 12345678}},
+            422,
+            "validation_error",
+        ),
+        (
+            "post",
+            "/api/v1/auth/register",
+            {"json": {"username": "bad name!", "password": "long enough"}},
+            422,
+            "validation_error",
+        ),
+        (
+            "post",
+            "/api/v1/auth/register",
+            {"content": b'{"username": "' + b"a" * 70000 + b'"}'},
+            413,
+            "payload_too_large",
+        ),
+        (
+            "post",
+            "/api/v1/auth/login",
+            {"json": {"username": "nobody_here", "password": "whatever1"}},
+            401,
+            "unauthorized",
+        ),
         ("get", "/api/v1/users/me", {}, 401, "unauthorized"),
-        ("get", "/api/v1/users/me", {"headers": {"Authorization": "Bearer garbage"}}, 401, "unauthorized"),
+        (
+            "get",
+            "/api/v1/users/me",
+            {"headers": {"Authorization": "Bearer garbage"}},
+            401,
+            "unauthorized",
+        ),
         ("get", "/api/v1/rooms", {"headers": {"Authorization": "Basic abc"}}, 401, "unauthorized"),
     ],
 )
-async def test_bad_input_gets_the_error_shape(api: Api, method: str, path: str, kwargs: dict, status: int, code: str | None) -> None:  # type: ignore[type-arg]
+async def test_bad_input_gets_the_error_shape(
+    api: Api, method: str, path: str, kwargs: dict, status: int, code: str | None
+) -> None:  # type: ignore[type-arg]
     r = await getattr(api.http, method)(path, **kwargs)
     assert r.status_code == status, r.text
     body = r.json()
@@ -204,18 +254,24 @@ async def test_member_only_errors(api: Api) -> None:
     for call in (
         api.http.get(f"/api/v1/rooms/{room['id']}", headers=mallory.headers),
         api.http.get(f"/api/v1/rooms/{room['id']}/messages", headers=mallory.headers),
-        api.http.post(f"/api/v1/rooms/{room['id']}/messages", json={"body": "hi"}, headers=mallory.headers),
+        api.http.post(
+            f"/api/v1/rooms/{room['id']}/messages", json={"body": "hi"}, headers=mallory.headers
+        ),
         api.http.get(f"/api/v1/rooms/{uuid.uuid4()}", headers=mallory.headers),
     ):
         r = await call
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
-    dup = await api.http.post("/api/v1/auth/register", json={"username": alice.username.upper(), "password": "whatever12"})
+    dup = await api.http.post(
+        "/api/v1/auth/register", json={"username": alice.username.upper(), "password": "whatever12"}
+    )
     assert dup.status_code == 409 and dup.json()["error"]["code"] == "conflict"
     empty = await api.send(alice, room["id"], " \n ")
     assert empty.status_code == 422 and empty.json()["error"]["message"].startswith("body")
     too_long = await api.send(alice, room["id"], "x" * 4001)
     assert too_long.status_code == 422
-    bad_limit = await api.http.get(f"/api/v1/rooms/{room['id']}/messages", params={"limit": 201}, headers=alice.headers)
+    bad_limit = await api.http.get(
+        f"/api/v1/rooms/{room['id']}/messages", params={"limit": 201}, headers=alice.headers
+    )
     assert bad_limit.status_code == 422
     assert (await api.history(alice, room["id"]))["messages"] == []
 

@@ -182,8 +182,9 @@ async def test_passwords_and_tokens_never_reach_the_log(api: Api, server: ChatPr
 
 def test_a_bug_is_answered_without_its_trace() -> None:
     """The 500 handler: the contract's shape, the trace in the log only."""
-    from chat_server.errors import register_error_handlers
     from quart import Quart
+
+    from chat_server.errors import register_error_handlers
 
     app = Quart(__name__)
     register_error_handlers(app)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import aio_pika
+
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 
 

@@ -86,9 +86,8 @@ def assert_exactly_once_in_order(stored: list[dict[str, Any]], accepted_ids: lis
     )
     ids = [m["id"] for m in stored]
     assert len(ids) == len(set(ids)), "a message was stored twice"
-    assert set(ids) == set(accepted_ids), (
-        f"lost: {len(set(accepted_ids) - set(ids))}, unexpected: {len(set(ids) - set(accepted_ids))}"
-    )
+    lost, unexpected = set(accepted_ids) - set(ids), set(ids) - set(accepted_ids)
+    assert not lost and not unexpected, f"lost: {len(lost)}, unexpected: {len(unexpected)}"
 
 
 async def delivered_to(

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.notifier import RecordingNotifier
 from chat_adapters.memory.storage import InMemoryUnitOfWorkFactory

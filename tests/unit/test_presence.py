@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_domain.usecases.presence import PRESENCE, ConnectSocket, DisconnectSocket
-
 from tests.unit.conftest import World
 
 

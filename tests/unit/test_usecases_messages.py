@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from chat_domain.entities import MarkerKind, MessageStatus
 from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from chat_domain.usecases.messages import (
@@ -15,7 +16,6 @@ from chat_domain.usecases.messages import (
 from chat_domain.usecases.receipts import MoveMarker
 from chat_domain.usecases.rooms import AddMember, ListRooms
 from chat_domain.views import message_view
-
 from tests.unit.conftest import World
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+
 from chat_domain.entities import MarkerKind, Membership, Room, User
 from chat_domain.errors import InvalidInput, NotFound
 from chat_domain.usecases.receipts import ListReceipts, MoveMarker
 from chat_domain.usecases.rooms import ListRooms
-
 from tests.unit.conftest import World
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from chat_adapters.memory.storage import InMemoryRoomRepository
 from chat_adapters.memory.system import FixedClock
 from chat_adapters.security.tokens import JwtTokenService
@@ -31,7 +32,6 @@ from chat_domain.usecases.rooms import (
     RelayTyping,
     RemoveMember,
 )
-
 from tests.unit.conftest import PASSWORD, World
 
 # --- accounts -----------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
-from chat_bootstrap.settings import Settings
 from pydantic import ValidationError
+
+from chat_bootstrap.settings import Settings
 
 
 def _event_loop_runner(main: Coroutine[Any, Any, None]) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import socketio
-from chat_bootstrap.container import Container
 from quart import Quart
 from quart_schema import QuartSchema
 
+from chat_bootstrap.container import Container
 from chat_server import observability, ops, web
 from chat_server import openapi as openapi_docs
 from chat_server.api import api
@@ -29,7 +29,7 @@ def create_quart_app(container: Container) -> Quart:
         swagger_ui_path=None,
         redoc_ui_path=None,
         scalar_ui_path=None,
-        info={"title": "Chat backend", "version": "1"},  # type: ignore[arg-type]
+        info={"title": "Chat backend", "version": "1"},
         openapi_provider_class=openapi_docs.ChatOpenAPIProvider,
         security_schemes=openapi_docs.SECURITY_SCHEMES,
         tags=openapi_docs.TAGS,

@@ -11,11 +11,12 @@ import logging
 import math
 from typing import Any
 
-from chat_domain.errors import DomainError, RateLimited
 from pydantic import ValidationError
 from quart import Quart, Response, jsonify
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from chat_domain.errors import DomainError, RateLimited
 
 log = logging.getLogger("chat.server")
 

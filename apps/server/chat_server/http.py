@@ -7,12 +7,13 @@ from functools import wraps
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
-from chat_bootstrap.container import Container
-from chat_domain.entities import User
-from chat_domain.errors import Unauthorized
 from quart import Request, current_app, g, request
 from quart.json.provider import DefaultJSONProvider
 from quart_schema import security_scheme
+
+from chat_bootstrap.container import Container
+from chat_domain.entities import User
+from chat_domain.errors import Unauthorized
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -21,7 +22,7 @@ R = TypeVar("R")
 class ChatRequest(Request):
     """Reads the body as JSON whatever its Content-Type: `curl -d '{...}'` just works."""
 
-    async def get_json(  # type: ignore[override]
+    async def get_json(
         self, force: bool = False, silent: bool = False, cache: bool = True
     ) -> Any:
         try:

@@ -16,9 +16,10 @@ import time
 import uuid
 
 import socketio
-from chat_bootstrap.logs import REQUEST_ID
 from prometheus_client import Counter, Gauge, Histogram
 from quart import Quart, Response, g, request
+
+from chat_bootstrap.logs import REQUEST_ID
 
 log = logging.getLogger("chat.http")
 

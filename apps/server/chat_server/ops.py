@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from chat_domain.errors import DomainError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from quart import Blueprint, Response
 
+from chat_domain.errors import DomainError
 from chat_server.http import services
 
 blueprint = Blueprint("ops", __name__)

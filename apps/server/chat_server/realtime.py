@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from typing import Any
 
 import socketio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from chat_adapters.socketio.notifier import NAMESPACE, user_room
 from chat_bootstrap.container import Container
 from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
@@ -20,8 +22,6 @@ from chat_domain.errors import DomainError, RateLimited, Unauthorized
 from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
 from chat_domain.usecases.presence import PRESENCE
 from chat_domain.views import message_view
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from chat_server.errors import describe_validation_error, error_body
 
 log = logging.getLogger("chat.realtime")
@@ -152,7 +152,6 @@ def register_socket_handlers(
         """The user's sockets on this node: the members of their socket.io room."""
         return sum(1 for _ in sio.manager.get_participants("/", user_room(user_id)))
 
-    @sio.event
     async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
@@ -185,6 +184,8 @@ def register_socket_handlers(
         task = asyncio.create_task(arrived(sid, user.id))
         arriving[sid] = task
         task.add_done_callback(lambda _: arriving.pop(sid, None))
+
+    sio.on("connect", handler=connect)
 
     async def arrived(sid: str, user_id: str) -> None:
         """Announce the user if this is their first socket, then tell this socket which of

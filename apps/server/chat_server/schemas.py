@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from chat_domain.entities import (
     DISPLAY_NAME_MAX,
     MESSAGE_BODY_MAX,
@@ -13,7 +15,6 @@ from chat_domain.entities import (
     ROOM_NAME_MAX,
 )
 from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):

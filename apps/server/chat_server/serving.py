@@ -7,14 +7,14 @@ import contextlib
 import logging
 import signal
 
-from chat_bootstrap.container import build_container
-from chat_bootstrap.runtime import running
-from chat_bootstrap.settings import Settings
-from chat_worker.consumer import MessageConsumer
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from chat_bootstrap.container import build_container
+from chat_bootstrap.runtime import running
+from chat_bootstrap.settings import Settings
 from chat_server.app import create_app
+from chat_worker.consumer import MessageConsumer
 
 log = logging.getLogger("chat.server")
 
@@ -53,7 +53,7 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         config.graceful_timeout = 5
         config.websocket_ping_interval = None
         log.info("serving on http://%s:%d", host, port)
-        await serve(app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]
+        await serve(app, config, shutdown_trigger=shutdown_trigger)
     # Leaving `running` closed the broker, which ended the consumer after the message in hand.
     if consuming is not None:
         await asyncio.gather(consuming, return_exceptions=True)

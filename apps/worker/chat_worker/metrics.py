@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-MESSAGES_STORED = Counter("chat_messages_stored_total", "Messages stored and fanned out by a worker")
+MESSAGES_STORED = Counter(
+    "chat_messages_stored_total", "Messages stored and fanned out by a worker"
+)
 MESSAGES_FAILED = Counter(
     "chat_messages_store_failures_total", "Attempts to store a message that raised (it is retried)"
 )

@@ -13,10 +13,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 
+from prometheus_client import Counter, Histogram
+
 from chat_domain.entities import Message
 from chat_domain.ports.broker import MessageBroker, MessageHandler
 from chat_domain.ports.notifier import Payload, RealtimeNotifier
-from prometheus_client import Counter, Histogram
 
 MESSAGES_ACCEPTED = Counter(
     "chat_messages_accepted_total",

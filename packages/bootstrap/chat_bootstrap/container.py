@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 
 import socketio
+from dependency_injector import containers, providers
+
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
@@ -25,6 +27,7 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
+from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.messages import (
@@ -45,9 +48,6 @@ from chat_domain.usecases.rooms import (
     RelayTyping,
     RemoveMember,
 )
-from dependency_injector import containers, providers
-
-from chat_bootstrap.settings import Settings
 
 socketio_logger = logging.getLogger("chat.socketio")
 

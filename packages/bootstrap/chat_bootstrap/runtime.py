@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from chat_adapters.sql.migrate import migrate
-
 from chat_bootstrap.container import Container
 
 log = logging.getLogger("chat.runtime")

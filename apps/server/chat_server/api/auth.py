@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat_domain.views import user_view
 from quart import Blueprint
 from quart_schema import validate_request
 
+from chat_domain.views import user_view
 from chat_server.http import services
 from chat_server.limits import throttle_auth
 from chat_server.schemas import LoginBody, RegisterBody

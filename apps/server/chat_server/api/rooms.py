@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat_domain.entities import MarkerKind, User
-from chat_domain.errors import InvalidInput
-from chat_domain.views import member_view, room_summary_view, room_view
 from quart import Blueprint
 from quart_schema import validate_request
 
+from chat_domain.entities import MarkerKind, User
+from chat_domain.errors import InvalidInput
+from chat_domain.views import member_view, room_summary_view, room_view
 from chat_server.http import authenticated, services
 from chat_server.schemas import AddMemberBody, CreateRoomBody, ReadBody
 

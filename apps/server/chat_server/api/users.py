@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat_domain.entities import User
-from chat_domain.views import user_view
 from quart import Blueprint
 from quart_schema import validate_querystring
 
+from chat_domain.entities import User
+from chat_domain.views import user_view
 from chat_server.http import authenticated, services
 from chat_server.schemas import UserSearchQuery
 

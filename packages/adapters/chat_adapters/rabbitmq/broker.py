@@ -23,12 +23,12 @@ from aio_pika.exceptions import (
     AMQPError,
     ChannelInvalidStateError,
 )
-from chat_domain.entities import Message
-from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBroker, MessageHandler
 from pamqp.common import FieldTable
 
 from chat_adapters.rabbitmq.codec import decode, encode, partition_of
+from chat_domain.entities import Message
+from chat_domain.errors import Unavailable
+from chat_domain.ports.broker import MessageBroker, MessageHandler
 
 log = logging.getLogger(__name__)
 

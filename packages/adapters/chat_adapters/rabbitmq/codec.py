@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+
 from chat_domain.entities import Message
 
 # Bumped if the shape changes, so a worker can tell an old message from a new one.

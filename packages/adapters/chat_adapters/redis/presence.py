@@ -24,9 +24,10 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from redis import asyncio as aioredis
+
 from chat_domain.errors import Unavailable
 from chat_domain.ports.presence import PresenceTracker
-from redis import asyncio as aioredis
 
 log = logging.getLogger("chat.presence")
 

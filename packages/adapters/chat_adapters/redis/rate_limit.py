@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
 
 log = logging.getLogger("chat.rate_limit")
 

@@ -6,6 +6,7 @@ import asyncio
 
 from argon2 import PasswordHasher as Argon2
 from argon2.exceptions import InvalidHashError, VerificationError
+
 from chat_domain.ports.security import PasswordHasher
 
 

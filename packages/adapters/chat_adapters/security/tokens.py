@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jwt
+
 from chat_domain.errors import Unauthorized
 from chat_domain.ports.security import IssuedToken, TokenService
 from chat_domain.ports.system import Clock

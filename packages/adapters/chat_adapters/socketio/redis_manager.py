@@ -27,9 +27,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import socketio
-from chat_domain.errors import Unavailable
 from prometheus_client import Counter, Gauge
 from redis import asyncio as aioredis
+
+from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
 

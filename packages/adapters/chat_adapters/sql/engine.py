@@ -6,10 +6,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from chat_domain.errors import Unavailable
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from chat_domain.errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 CHECK_TIMEOUT_S = 5.0

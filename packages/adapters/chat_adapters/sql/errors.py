@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from chat_domain.errors import Conflict, Unavailable
 from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from chat_domain.errors import Conflict, Unavailable
 
 # SQLSTATE classes meaning "the server is not there for us": connection exceptions (08),
 # shutdown or start-up in progress (57P01..57P03), too many connections (53300).

@@ -5,6 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from sqlalchemy import Row, and_, case, func, insert, literal, select, update
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.sql import Executable
+
+from chat_adapters.sql.tables import (
+    UTCDateTime,
+    memberships,
+    messages,
+    rooms,
+    users,
+)
 from chat_domain.entities import (
     Member,
     Membership,
@@ -17,17 +28,6 @@ from chat_domain.entities import (
 )
 from chat_domain.errors import NotFound
 from chat_domain.ports.storage import MessageRepository, RoomRepository, UserRepository
-from sqlalchemy import Row, and_, case, func, insert, literal, select, update
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.sql import Executable
-
-from chat_adapters.sql.tables import (
-    UTCDateTime,
-    memberships,
-    messages,
-    rooms,
-    users,
-)
 
 
 class Executor(Protocol):

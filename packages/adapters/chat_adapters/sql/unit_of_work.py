@@ -6,8 +6,6 @@ import contextlib
 from types import TracebackType
 from typing import Any
 
-from chat_domain.errors import Conflict, Unavailable
-from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -20,6 +18,8 @@ from chat_adapters.sql.repositories import (
     SqlAlchemyRoomRepository,
     SqlAlchemyUserRepository,
 )
+from chat_domain.errors import Conflict, Unavailable
+from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
