@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loadtests import phases, report
-from loadtests.driver import Population, Room, now
+from loadtests.driver import Member, Population, Room, now
 from loadtests.targets import REPO, STARTERS, Target
 
 
@@ -45,10 +46,16 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Idle:
+    """N idle sockets, at most ``per_user`` per user (the server caps sockets per user)."""
+
     name: str
     sockets: int
-    users: int
+    per_user: int = 25
     broadcasts: int = 5
+
+    @property
+    def users(self) -> int:
+        return -(-self.sockets // self.per_user)
 
 
 @dataclass(frozen=True)
@@ -77,14 +84,14 @@ STANDARD = Settings(
         "small-rooms", rooms=10, members=10, senders=2, rates=(10, 25, 50, 100, 200)
     ),
     big_room=Scenario("big-room", rooms=1, members=200, senders=4, rates=(2, 5, 10, 20)),
-    idle=Idle("idle", sockets=1000, users=20),
+    idle=Idle("idle", sockets=1000),
 )
 QUICK = Settings(
     duration=3.0,
     drain=5.0,
     small_rooms=Scenario("small-rooms", rooms=3, members=4, senders=2, rates=(20,)),
     big_room=Scenario("big-room", rooms=1, members=30, senders=2, rates=(5,)),
-    idle=Idle("idle", sockets=60, users=6, broadcasts=3),
+    idle=Idle("idle", sockets=60, per_user=10, broadcasts=3),
 )
 SCENARIOS = ("small-rooms", "big-room", "idle")
 TARGETS = ("embedded", "cluster", "reference")
@@ -170,42 +177,53 @@ async def run_idle(target: Target, idle: Idle, settings: Settings) -> list[dict[
     try:
         progress.update("setting up users", force=True)
         members = await population.add_users(idle.users)
-        room = await population.add_room(members, senders=1)
         gc.collect()
         rss_before = target.rss_kib()
         t0 = now()
-        sockets = []
+        # No shared room yet: the connects measure a bare socket, not a presence storm
+        # (each connect would tell every socket of every fellow member).
+        owners: list[Member] = []
+        failures: list[str] = []
         for start in range(0, idle.sockets, 50):
-            batch = range(start, min(start + 50, idle.sockets))
-            sockets += await asyncio.gather(
-                *(population.open_socket(members[i % idle.users], index=i) for i in batch)
+            batch = [members[i % idle.users] for i in range(start, min(start + 50, idle.sockets))]
+            opened = await asyncio.gather(
+                *(population.open_socket(m, index=len(owners) + i) for i, m in enumerate(batch)),
+                return_exceptions=True,
             )
-            progress.update(f"connected {len(sockets)}/{idle.sockets}")
+            for member, result in zip(batch, opened, strict=True):
+                if isinstance(result, BaseException):
+                    failures.append(repr(result))
+                else:
+                    owners.append(member)
+            progress.update(f"connected {len(owners)}/{idle.sockets}, failed {len(failures)}")
         connect_time = now() - t0
         # Let the server finish whatever each connect started before reading its memory.
         await asyncio.sleep(1.0)
         rss_after = target.rss_kib()
-        # Then prove the sockets are live: broadcasts that every one of them must receive.
-        fanout_room = Room(room.id, room.members, room.senders)
-        fanout_room.members = [members[i % idle.users] for i in range(idle.sockets)]
+        # Then prove the sockets are live: join the users to one room (sockets already
+        # connected must start getting its events) and broadcast to every socket.
+        room = await population.add_room(members, senders=1)
+        fanout_room = Room(room.id, owners, room.senders)
         stats = population.tracker.new_phase()
         for _ in range(idle.broadcasts):
             await population.send(members[0], fanout_room, now(), wait=True)
         await phases.drain(population, settings.drain)
         summary = phases.summarize(stats, now() - stats.started_at, population.tracker.lost())
-        await asyncio.gather(*(s.disconnect() for s in sockets), return_exceptions=True)
+        connected = max(len(owners), 1)
         row = {
             "target": target.name,
             "scenario": "idle",
             "load": f"{idle.sockets} sockets",
             "mode": "idle",
             "offered_rate": None,
-            "sockets": idle.sockets,
+            "sockets": len(owners),
+            "connect_failures": len(failures),
+            "connect_errors": sorted(set(failures))[:5],
             "users": idle.users,
-            "connects_per_s": round(idle.sockets / connect_time, 1),
+            "connects_per_s": round(len(owners) / connect_time, 1),
             "rss_before_kib": rss_before,
             "rss_after_kib": rss_after,
-            "rss_per_connection_kib": round((rss_after - rss_before) / idle.sockets, 2),
+            "rss_per_connection_kib": round((rss_after - rss_before) / connected, 2),
             **summary,
             "server_cpu_percent": None,
             "generator_cpu_percent": None,
@@ -241,13 +259,25 @@ async def run_target(
             print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
 
 
+async def _interruptible(coro: Any) -> Any:
+    """Ctrl-C cancels the run through the loop itself: a KeyboardInterrupt raised inside
+    a uvloop callback can be swallowed by a library and the bench would go on."""
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGINT, task.cancel)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        raise KeyboardInterrupt from None
+
+
 def _run(coro: Any) -> Any:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - no uvloop on Windows
-        return asyncio.run(coro)
+        return asyncio.run(_interruptible(coro))
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        return runner.run(_interruptible(coro))
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -191,6 +191,7 @@ class Population:
         self.tracker = Tracker()
         self.members: list[Member] = []
         self.rooms: list[Room] = []
+        self.sockets: list[socketio.AsyncClient] = []  # every socket opened, closed by close()
         self._limit = asyncio.Semaphore(concurrency)
         self._counter = itertools.count()
         self.rest = aiohttp.ClientSession(
@@ -201,8 +202,7 @@ class Population:
         self.ws_session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
 
     async def close(self) -> None:
-        sockets = [m.socket for m in self.members if m.socket is not None]
-        await asyncio.gather(*(s.disconnect() for s in sockets), return_exceptions=True)
+        await asyncio.gather(*(s.disconnect() for s in self.sockets), return_exceptions=True)
         await self.rest.close()
         await self.ws_session.close()
 
@@ -280,13 +280,20 @@ class Population:
             self.tracker.on_message, member.index if index is None else index
         )
         client.on("message:new", on_message)
+        refusals: list[Any] = []
+        client.on("connect_error", refusals.append)
+        self.sockets.append(client)
         async with self._limit:
-            await client.connect(
-                member.socket_url,
-                auth={"token": member.token},
-                transports=["websocket"],
-                wait_timeout=15,
-            )
+            try:
+                await client.connect(
+                    member.socket_url,
+                    auth={"token": member.token},
+                    transports=["websocket"],
+                    wait_timeout=15,
+                )
+            except socketio.exceptions.ConnectionError as exc:
+                # The client's own message hides the server's reason; keep it.
+                raise socketio.exceptions.ConnectionError(f"{exc} {refusals}") from None
         return client
 
     async def connect_all(self) -> None:

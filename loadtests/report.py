@@ -130,6 +130,7 @@ def render(report: dict[str, Any]) -> str:
             [
                 r["target"],
                 str(r["sockets"]),
+                str(r.get("connect_failures", 0)),
                 f"{r['connects_per_s']:.0f}",
                 f"{r['rss_before_kib'] / 1024:.1f}",
                 f"{r['rss_after_kib'] / 1024:.1f}",
@@ -142,7 +143,7 @@ def render(report: dict[str, Any]) -> str:
             ]
         )
     if idle:
-        headers = ["target", "sockets", "connects/s", "RSS before MiB", "RSS after MiB",
+        headers = ["target", "sockets", "failed", "connects/s", "RSS before MiB", "RSS after MiB",
                    "KiB/conn", "broadcast p50", "broadcast p99", "lost", "dup",
                    "KiB/conn vs ref"]  # fmt: skip
         parts += ["", "idle sockets (server RSS from /proc/<pid>/status)", _table(headers, idle)]

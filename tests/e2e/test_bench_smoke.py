@@ -73,7 +73,8 @@ def test_bench_quick_on_embedded_and_reference(tmp_path: Path) -> None:
         _check_room_row(rows[(target, "small-rooms", "10/s")])
         _check_room_row(rows[(target, "small-rooms", "closed")])
         idle = rows[(target, "idle", "60 sockets")]
-        assert idle["sockets"] == 60 and idle["rss_after_kib"] > 0
+        assert idle["sockets"] == 60 and idle["connect_failures"] == 0
+        assert idle["rss_after_kib"] > 0
         assert idle["delivered"] == idle["deliveries_expected"] == 3 * 60
         assert idle["lost"] == idle["duplicated"] == 0
     ratio_keys = {(r["target"], r["scenario"], r["load"]) for r in report["ratios"]}
