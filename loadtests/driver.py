@@ -195,7 +195,9 @@ class Population:
         self._limit = asyncio.Semaphore(concurrency)
         self._counter = itertools.count()
         self.rest = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=256),
+            # Idle keep-alive connections are dropped before hypercorn's 5 s timeout closes
+            # them: reusing one the server is closing reads as ServerDisconnectedError.
+            connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=3.0),
             timeout=aiohttp.ClientTimeout(total=30),
         )
         # Websockets hold their connection for life: an unlimited pool, or socket 101 waits.

@@ -57,6 +57,9 @@ def machine() -> dict[str, Any]:
     }
 
 
+TARGET_COLOURS = {"embedded": 0, "cluster": 1, "reference": 2}
+
+
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
@@ -204,7 +207,8 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     styles = {"p50": "-", "p95": "--", "p99": ":"}
     for ax, scenario in zip(axes[0], scenarios, strict=True):
         rows = [r for r in open_rows if r["scenario"] == scenario]
-        for i, target in enumerate(sorted({r["target"] for r in rows})):
+        for target in sorted({r["target"] for r in rows}):
+            i = TARGET_COLOURS.get(target, 3)  # one colour per target in every panel
             points = sorted(
                 (r["offered_rate"], r["latency_ms"]) for r in rows if r["target"] == target
             )
