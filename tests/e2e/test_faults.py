@@ -263,3 +263,24 @@ async def test_server_node_killed_clients_move_to_the_other_and_sync(
         },
         0,
     )
+
+
+async def test_worker_stopped_gracefully_mid_burst_exits_cleanly(
+    scene: Scene, nodes: Cluster
+) -> None:
+    halfway = asyncio.Event()
+    sending = asyncio.create_task(
+        burst(scene.apis, scene.alice, scene.room, BURST, progress=halfway, progress_at=150)
+    )
+    await asyncio.wait_for(halfway.wait(), 60)
+    await scene.bob_socket.wait_for("message:new", count=50, timeout=60)
+    # SIGTERM: stop consuming, finish and ack the message in hand, close connections.
+    code = await asyncio.to_thread(nodes.workers[0].stop)
+    assert code == 0, nodes.workers[0].log()
+    assert "worker stopped" in nodes.workers[0].log()
+    nodes.add_worker()
+    result = await sending
+    assert result.other_answers == []
+    await scene.check(
+        "worker SIGTERM mid-burst, new worker", result.accepted_ids, result.unavailable_answers
+    )
