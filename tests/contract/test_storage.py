@@ -286,6 +286,13 @@ async def test_members_with_usernames_by_join_time(storage: UnitOfWorkFactory) -
             room.id, carol.id, Role.MEMBER, T0
         )
         assert await uow.rooms.get_membership(room.id, dan.id) is None
+        stored_room = await uow.rooms.get(room.id)
+        assert await uow.rooms.get_with_membership(room.id, carol.id) == (
+            stored_room,
+            Membership(room.id, carol.id, Role.MEMBER, T0),
+        )
+        assert await uow.rooms.get_with_membership(room.id, dan.id) is None
+        assert await uow.rooms.get_with_membership(new_id(), carol.id) is None
         assert await uow.rooms.room_ids_of(carol.id) == [room.id]
         assert await uow.rooms.room_ids_of(dan.id) == []
 

@@ -37,6 +37,9 @@ def create_quart_app(container: Container) -> Quart:
     # After QuartSchema, which installs its own JSON provider: our answers are plain dicts,
     # and orjson serialises them several times faster.
     app.json = OrjsonProvider(app)
+    # QuartSchema also wraps make_response to turn models into dicts, walking every answer
+    # through a new pydantic TypeAdapter; our views answer plain JSON-ready dicts already.
+    app.make_response = app.make_response.__wrapped__  # type: ignore[attr-defined,method-assign]
     register_error_handlers(app)
     harden(app, settings.cors_origins)
     observability.instrument(app)

@@ -188,7 +188,8 @@ class Container(containers.DeclarativeContainer):
     # --- use cases ------------------------------------------------------------------
     register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
     log_in = providers.Factory(LogIn, uow=uow, hasher=hasher, tokens=tokens)
-    authenticate = providers.Factory(Authenticate, uow=uow, tokens=tokens)
+    # A singleton: it keeps a cache of the users it has resolved.
+    authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
     search_users = providers.Factory(SearchUsers, uow=uow)
     create_group_room = providers.Factory(
         CreateGroupRoom,

@@ -181,6 +181,14 @@ class InMemoryRoomRepository(RoomRepository):
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         return self._uow.reading().memberships.get((room_id, user_id))
 
+    async def get_with_membership(
+        self, room_id: str, user_id: str
+    ) -> tuple[Room, Membership] | None:
+        state = self._uow.reading()
+        membership = state.memberships.get((room_id, user_id))
+        room = state.rooms.get(room_id) if membership else None
+        return (room, membership) if room and membership else None
+
     async def members(self, room_id: str) -> list[Member]:
         state = self._uow.reading()
         members = [

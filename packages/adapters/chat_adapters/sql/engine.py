@@ -10,6 +10,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from chat_adapters.sql.sqlite_inline import inline_connector
 from chat_domain.errors import Unavailable
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -38,7 +39,18 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_async_engine(url)
+    # One connection: SQLite has one writer at a time anyway, and every unit of work takes
+    # the write lock up front (below). With a pool, contending transactions would each sit
+    # in SQLite's busy handler, which sleeps in growing steps (up to 100 ms) instead of
+    # waking when the lock frees; queueing for the one connection in asyncio has no such
+    # dead time. Other processes (a `chat migrate`) still wait on busy_timeout.
+    engine = create_async_engine(
+        url,
+        async_creator=inline_connector(database or ":memory:"),
+        pool_size=1,
+        max_overflow=0,
+        pool_timeout=30,
+    )
 
     # SQLAlchemy recipe "Serializable isolation / Savepoints / Transactional DDL" for the
     # sqlite3 driver, on aiosqlite: the driver must not open transactions by itself ...

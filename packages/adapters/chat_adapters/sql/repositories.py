@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, and_, case, func, insert, literal, select, update
+from sqlalchemy import Row, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.sql import Executable
 
@@ -33,9 +34,44 @@ from chat_domain.ports.storage import MessageRepository, RoomRepository, UserRep
 class Executor(Protocol):
     """What a repository needs from its unit of work: statements in its transaction."""
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]: ...
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]: ...
 
     async def insert_or_conflict(self, statement: Executable, conflict: str) -> None: ...
+
+
+# The statements of the message path, built once: building and cache-keying a statement
+# costs SQLAlchemy more than SQLite takes to run it. Values go in as bound parameters.
+_USER_BY_ID = select(users).where(users.c.id == bindparam("user_id"))
+_ROOM_WITH_MEMBERSHIP = (
+    select(
+        rooms,
+        memberships.c.user_id,
+        memberships.c.role,
+        memberships.c.joined_at,
+        memberships.c.delivered_seq,
+        memberships.c.read_seq,
+    )
+    .join(memberships, memberships.c.room_id == rooms.c.id)
+    .where(rooms.c.id == bindparam("room_id"), memberships.c.user_id == bindparam("user_id"))
+)
+_MEMBER_IDS = select(memberships.c.user_id).where(memberships.c.room_id == bindparam("room_id"))
+_MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
+_INSERT_MESSAGE = insert(messages)
+_NOW = bindparam("now", type_=UTCDateTime())
+_ALLOCATE_SEQ = (
+    update(rooms)
+    .where(rooms.c.id == bindparam("room_id"))
+    .values(
+        last_seq=rooms.c.last_seq + 1,
+        # Never backwards, should clocks disagree across nodes.
+        last_activity_at=case(
+            (rooms.c.last_activity_at > _NOW, rooms.c.last_activity_at), else_=_NOW
+        ),
+    )
+    .returning(rooms.c.last_seq)
+)
 
 
 def _user(row: Row[Any]) -> User:
@@ -93,7 +129,7 @@ class SqlAlchemyUserRepository(UserRepository):
         await self._db.insert_or_conflict(statement, "username: already taken")
 
     async def get(self, user_id: str) -> User | None:
-        row = (await self._db.execute(select(users).where(users.c.id == user_id))).first()
+        row = (await self._db.execute(_USER_BY_ID, {"user_id": user_id})).first()
         return _user(row) if row else None
 
     async def get_by_username(self, username: str) -> User | None:
@@ -164,6 +200,19 @@ class SqlAlchemyRoomRepository(RoomRepository):
         row = (await self._db.execute(statement)).first()
         return _membership(row) if row else None
 
+    async def get_with_membership(
+        self, room_id: str, user_id: str
+    ) -> tuple[Room, Membership] | None:
+        # One round trip on the hot path: every send, sync and history call asks this.
+        params = {"room_id": room_id, "user_id": user_id}
+        row = (await self._db.execute(_ROOM_WITH_MEMBERSHIP, params)).first()
+        if row is None:
+            return None
+        membership = Membership(
+            row.id, row.user_id, Role(row.role), row.joined_at, row.delivered_seq, row.read_seq
+        )
+        return _room(row), membership
+
     async def members(self, room_id: str) -> list[Member]:
         # Members who joined together (a new room) list the owner first, then by name.
         statement = (
@@ -180,8 +229,7 @@ class SqlAlchemyRoomRepository(RoomRepository):
         return [Member(_membership(row), row.username) for row in rows]
 
     async def member_ids(self, room_id: str) -> list[str]:
-        statement = select(memberships.c.user_id).where(memberships.c.room_id == room_id)
-        return list((await self._db.execute(statement)).scalars())
+        return list((await self._db.execute(_MEMBER_IDS, {"room_id": room_id})).scalars())
 
     async def summaries_for(self, user_id: str) -> list[RoomSummary]:
         # One query whatever the number of rooms: the last message is the one whose seq is
@@ -243,21 +291,8 @@ class SqlAlchemyRoomRepository(RoomRepository):
         # One statement, gapless: the UPDATE locks the room's row until this transaction
         # ends (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already holds the database),
         # so concurrent senders to one room queue here, and a rollback undoes the increment.
-        now = datetime.now(UTC)
-        statement = (
-            update(rooms)
-            .where(rooms.c.id == room_id)
-            .values(
-                last_seq=rooms.c.last_seq + 1,
-                # Never backwards, should clocks disagree across nodes.
-                last_activity_at=case(
-                    (rooms.c.last_activity_at > now, rooms.c.last_activity_at),
-                    else_=literal(now, UTCDateTime()),
-                ),
-            )
-            .returning(rooms.c.last_seq)
-        )
-        seq = (await self._db.execute(statement)).scalar_one_or_none()
+        params = {"room_id": room_id, "now": datetime.now(UTC)}
+        seq = (await self._db.execute(_ALLOCATE_SEQ, params)).scalar_one_or_none()
         if seq is None:
             raise NotFound("room not found")
         return int(seq)
@@ -292,22 +327,22 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if message.seq is None:
             raise ValueError("a message is stored with its seq")
         await self._db.execute(
-            insert(messages).values(
-                id=message.id,
-                room_id=message.room_id,
-                seq=message.seq,
-                sender_id=message.sender_id,
-                body=message.body,
-                client_msg_id=message.client_msg_id,
-                created_at=message.created_at,
-                edited_at=message.edited_at,
-                deleted=message.deleted,
-            )
+            _INSERT_MESSAGE,
+            {
+                "id": message.id,
+                "room_id": message.room_id,
+                "seq": message.seq,
+                "sender_id": message.sender_id,
+                "body": message.body,
+                "client_msg_id": message.client_msg_id,
+                "created_at": message.created_at,
+                "edited_at": message.edited_at,
+                "deleted": message.deleted,
+            },
         )
 
     async def get(self, message_id: str) -> Message | None:
-        statement = select(messages).where(messages.c.id == message_id)
-        row = (await self._db.execute(statement)).first()
+        row = (await self._db.execute(_MESSAGE_BY_ID, {"message_id": message_id})).first()
         return _message(row) if row else None
 
     async def update(self, message: Message) -> None:

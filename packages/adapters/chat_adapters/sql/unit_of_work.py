@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
@@ -43,11 +44,13 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 self._conn = await self._engine.connect()
         return self._conn
 
-    async def execute(self, statement: Executable) -> CursorResult[Any]:
+    async def execute(
+        self, statement: Executable, params: Mapping[str, Any] | None = None
+    ) -> CursorResult[Any]:
         """Run ``statement`` in this unit's transaction (begun on first use)."""
         with translate_errors():
             conn = await self._connection()
-            return await conn.execute(statement)
+            return await conn.execute(statement, params)
 
     async def insert_or_conflict(self, statement: Executable, conflict: str) -> None:
         """Run an INSERT that may break a unique constraint, raising ``Conflict`` if it does.

@@ -45,6 +45,12 @@ class RoomRepository(ABC):
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None: ...
 
     @abstractmethod
+    async def get_with_membership(
+        self, room_id: str, user_id: str
+    ) -> tuple[Room, Membership] | None:
+        """The room and the user's membership in one read; None if either is missing."""
+
+    @abstractmethod
     async def members(self, room_id: str) -> list[Member]:
         """The room's members with their usernames, by join time."""
 

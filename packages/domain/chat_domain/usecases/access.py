@@ -9,8 +9,7 @@ from chat_domain.ports.storage import UnitOfWork
 
 async def require_member(uow: UnitOfWork, room_id: str, user_id: str) -> tuple[Room, Membership]:
     """The room and the caller's membership; ``NotFound`` alike for no room and no membership."""
-    membership = await uow.rooms.get_membership(room_id, user_id)
-    room = await uow.rooms.get(room_id) if membership else None
-    if membership is None or room is None:
+    found = await uow.rooms.get_with_membership(room_id, user_id)
+    if found is None:
         raise NotFound("room not found")
-    return room, membership
+    return found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from chat_domain.entities import (
@@ -66,19 +67,36 @@ class LogIn:
 
 
 class Authenticate:
-    """Resolve an access token to the user it was issued to."""
+    """Resolve an access token to the user it was issued to.
 
-    def __init__(self, uow: UnitOfWorkFactory, tokens: TokenService) -> None:
+    Every REST call and socket connect asks this, so the users it has seen are kept in a
+    bounded cache: users are never edited or deleted in this contract, so a cached user
+    cannot go stale (if they ever can be, that change must evict them here). Unknown ids
+    are not cached: a token for a user that does not exist stays refused.
+    """
+
+    def __init__(
+        self, uow: UnitOfWorkFactory, tokens: TokenService, cache_size: int = 10_000
+    ) -> None:
         self._uow, self._tokens = uow, tokens
+        self._known: OrderedDict[str, User] = OrderedDict()
+        self._cache_size = cache_size
 
     async def __call__(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("missing access token")
         user_id = self._tokens.verify(token)
+        user = self._known.get(user_id)
+        if user is not None:
+            self._known.move_to_end(user_id)
+            return user
         async with self._uow() as uow:
             user = await uow.users.get(user_id)
         if user is None:
             raise Unauthorized("invalid access token")
+        self._known[user_id] = user
+        if len(self._known) > self._cache_size:
+            self._known.popitem(last=False)
         return user
 
 
