@@ -22,9 +22,7 @@ R = TypeVar("R")
 class ChatRequest(Request):
     """Reads the body as JSON whatever its Content-Type: `curl -d '{...}'` just works."""
 
-    async def get_json(
-        self, force: bool = False, silent: bool = False, cache: bool = True
-    ) -> Any:
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
         try:
             return await super().get_json(force=True, silent=silent, cache=cache)
         except UnicodeDecodeError as exc:
