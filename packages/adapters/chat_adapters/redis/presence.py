@@ -26,6 +26,7 @@ from typing import Any
 
 from redis import asyncio as aioredis
 
+from chat_adapters.redis.client import redis_client
 from chat_domain.errors import Unavailable
 from chat_domain.ports.presence import PresenceTracker
 
@@ -84,7 +85,7 @@ class RedisPresenceTracker(PresenceTracker):
     """Presence shared by every node through Redis (see the module docstring)."""
 
     def __init__(self, url: str, prefix: str = "chat", lease_seconds: float = 30.0) -> None:
-        self._redis: aioredis.Redis = aioredis.Redis.from_url(url)
+        self._redis: aioredis.Redis = redis_client(url, wait_for_connection=10.0)
         self._node_id = uuid.uuid4().hex
         self._base = f"{prefix}:presence:"
         self._lease_ms = int(lease_seconds * 1000)

@@ -7,6 +7,7 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from chat_adapters.redis.client import redis_client
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 
 log = logging.getLogger("chat.rate_limit")
@@ -45,7 +46,7 @@ class RedisRateLimiter(RateLimiter):
     """
 
     def __init__(self, url: str, prefix: str = "chat:rate") -> None:
-        self._redis: Redis = Redis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self._redis: Redis = redis_client(url, wait_for_connection=2.0, socket_timeout=2.0)
         self._script = self._redis.register_script(_TOKEN_BUCKET)
         self._prefix = prefix
 
