@@ -226,11 +226,12 @@ def _delete_queues(prefix: str) -> None:
         print(f"bench: could not delete queues {prefix}.*: {exc}", file=sys.stderr)
 
 
-def start_cluster() -> Target:
-    """2 `chat serve` + 1 `chat worker` over RabbitMQ, Redis and a fresh PostgreSQL database,
-    isolated from any other run by a unique queue prefix and pub/sub channel."""
+def start_cluster(servers: int = 2) -> Target:
+    """``servers`` x `chat serve` + 1 `chat worker` over RabbitMQ, Redis and a fresh PostgreSQL
+    database, isolated from any other run by a unique queue prefix and pub/sub channel."""
     tag = secrets.token_hex(4)
-    target = Target("cluster", database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
+    name = "cluster" if servers == 2 else f"cluster-{servers}"
+    target = Target(name, database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
     env = {
         "CHAT_BROKER": "rabbitmq",
         "CHAT_SOCKETIO_MANAGER": "redis",
@@ -250,8 +251,8 @@ def start_cluster() -> Target:
         )
         if migrate.returncode != 0:
             raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
-        for name in ("server-a", "server-b"):
-            target.processes.append(_serve(name, target.workdir, env).start())
+        for node in range(servers):
+            target.processes.append(_serve(f"server-{node + 1}", target.workdir, env).start())
         worker = Process("worker", [CHAT, "worker"], target.workdir, env)
         target.processes.append(worker.start())
         for process in target.processes:
@@ -265,4 +266,10 @@ def start_cluster() -> Target:
     return target
 
 
-STARTERS = {"embedded": start_embedded, "cluster": start_cluster, "reference": start_reference}
+STARTERS = {
+    "embedded": start_embedded,
+    "cluster": start_cluster,
+    # One server node instead of two, same worker and services: how the cluster scales.
+    "cluster-1": lambda: start_cluster(servers=1),
+    "reference": start_reference,
+}
