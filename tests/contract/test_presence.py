@@ -93,10 +93,10 @@ async def test_online_of_many_users_and_of_none(node: Nodes) -> None:
     await p.check()
 
 
+# In memory there is one process: its sockets die with it. Leases are Redis's alone.
+@pytest.mark.parametrize("node", ["redis"], indirect=True)
 async def test_a_crashed_nodes_sockets_expire_with_its_lease(node: Nodes) -> None:
     crashed = node(lease_seconds=0.3)
-    if isinstance(crashed, InMemoryPresenceTracker):
-        pytest.skip("one process: its sockets die with it")
     survivor = node()
     await crashed.socket_connected("u", "s-crashed")
     assert isinstance(crashed, RedisPresenceTracker)

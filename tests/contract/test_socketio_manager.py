@@ -199,13 +199,16 @@ async def test_skip_sid_leaves_out_that_socket_only(cluster: Cluster) -> None:
 # --- Redis only: several nodes, the worker's write-only manager, supervision ------------
 
 
+redis_only = pytest.mark.parametrize("cluster", ["redis"], indirect=True)
+
+
 @pytest.fixture
 async def redis_cluster(cluster: Cluster) -> Cluster:
-    if cluster.kind != "redis":
-        pytest.skip("cross-node behaviour of the Redis manager")
+    assert cluster.kind == "redis", "mark the test @redis_only"
     return cluster
 
 
+@redis_only
 async def test_an_emit_on_one_node_reaches_clients_on_every_node(redis_cluster: Cluster) -> None:
     a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
     on_a, on_b = await redis_cluster.connect(a_node, "u"), await redis_cluster.connect(b_node, "u")
@@ -214,6 +217,7 @@ async def test_an_emit_on_one_node_reaches_clients_on_every_node(redis_cluster: 
         assert await s.wait_for("hello", timeout=WAIT) == ["from a"]
 
 
+@redis_only
 async def test_a_write_only_manager_reaches_clients_on_every_node(redis_cluster: Cluster) -> None:
     a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
     on_a, on_b = await redis_cluster.connect(a_node, "u"), await redis_cluster.connect(b_node, "v")
@@ -223,6 +227,7 @@ async def test_a_write_only_manager_reaches_clients_on_every_node(redis_cluster:
         assert await s.wait_for("hello", timeout=WAIT) == [{"from": "worker"}]
 
 
+@redis_only
 async def test_a_write_only_publish_failure_raises_and_is_counted(redis_cluster: Cluster) -> None:
     nowhere = SupervisedRedisManager(
         f"redis://127.0.0.1:{free_port()}/0", channel=redis_cluster.channel, write_only=True
@@ -268,6 +273,7 @@ async def delivered_after_recovery(
     await receiver.wait_for("hello", lambda t: t == token, timeout=WAIT)
 
 
+@redis_only
 async def test_the_listener_recovers_when_redis_drops_its_connection(
     redis_cluster: Cluster,
 ) -> None:
@@ -284,6 +290,7 @@ async def test_the_listener_recovers_when_redis_drops_its_connection(
         assert (await r.pubsub_numsub(redis_cluster.channel))[0][1] == 2
 
 
+@redis_only
 async def test_a_dead_listener_is_reported_then_restarted(redis_cluster: Cluster) -> None:
     a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
     on_b = await redis_cluster.connect(b_node, "u")
@@ -303,6 +310,7 @@ async def test_a_dead_listener_is_reported_then_restarted(redis_cluster: Cluster
     assert LISTENER_RESTARTS.labels(redis_cluster.channel)._value.get() == restarts + 1
 
 
+@redis_only
 async def test_the_supervisor_restarts_a_dead_listener_by_itself(redis_cluster: Cluster) -> None:
     a_node = await redis_cluster.node()
     b_node = await redis_cluster.node(probe_interval=0.2, probe_timeout=1.0)
