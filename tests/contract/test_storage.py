@@ -295,6 +295,8 @@ async def test_members_with_usernames_by_join_time(storage: UnitOfWorkFactory) -
         assert await uow.rooms.get_with_membership(new_id(), carol.id) is None
         assert await uow.rooms.room_ids_of(carol.id) == [room.id]
         assert await uow.rooms.room_ids_of(dan.id) == []
+        assert sorted(await uow.rooms.contact_ids(carol.id)) == sorted([zed.id, bob.id])
+        assert await uow.rooms.contact_ids(dan.id) == []
 
     async with storage() as uow:
         await uow.rooms.remove_member(room.id, carol.id)
@@ -620,3 +622,22 @@ async def test_a_database_that_does_not_answer_is_unavailable(url: str, tmp_path
                 await uow.users.get(new_id())
     finally:
         await engine.dispose()
+
+
+async def test_contacts_are_everyone_sharing_a_room_once(storage: UnitOfWorkFactory) -> None:
+    ann, ben, cat, dot, eve = await add_users(storage, "ann", "ben", "cat", "dot", "eve")
+    first, second, elsewhere = make_room(), make_room(), make_room()
+    async with storage() as uow:
+        for room, people in (
+            (first, (ann, ben, cat)),
+            (second, (ann, cat, dot)),
+            (elsewhere, (eve, ben)),
+        ):
+            await uow.rooms.add(room)
+            for person in people:
+                await uow.rooms.add_member(Membership(room.id, person.id, Role.MEMBER, T0))
+        await uow.commit()
+    async with storage() as uow:
+        contacts = await uow.rooms.contact_ids(ann.id)
+        assert sorted(contacts) == sorted([ben.id, cat.id, dot.id])  # cat shares two rooms: once
+        assert sorted(await uow.rooms.contact_ids(eve.id)) == [ben.id]

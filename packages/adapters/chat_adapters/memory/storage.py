@@ -237,6 +237,13 @@ class InMemoryRoomRepository(RoomRepository):
     async def room_ids_of(self, user_id: str) -> list[str]:
         return [rid for (rid, uid) in self._uow.reading().memberships if uid == user_id]
 
+    async def contact_ids(self, user_id: str) -> list[str]:
+        memberships = self._uow.reading().memberships
+        rooms = {rid for (rid, uid) in memberships if uid == user_id}
+        return list(
+            dict.fromkeys(uid for (rid, uid) in memberships if rid in rooms and uid != user_id)
+        )
+
     async def allocate_seq(self, room_id: str) -> int:
         # Holding the writers' lock until commit or rollback is what serialises a room.
         state = await self._uow.writing()

@@ -287,6 +287,17 @@ class SqlAlchemyRoomRepository(RoomRepository):
         statement = select(memberships.c.room_id).where(memberships.c.user_id == user_id)
         return list((await self._db.execute(statement)).scalars())
 
+    async def contact_ids(self, user_id: str) -> list[str]:
+        # A self-join, not a query per room: a user in many rooms connects in one read.
+        mine, theirs = memberships.alias("mine"), memberships.alias("theirs")
+        statement = (
+            select(theirs.c.user_id)
+            .distinct()
+            .join(mine, mine.c.room_id == theirs.c.room_id)
+            .where(mine.c.user_id == user_id, theirs.c.user_id != user_id)
+        )
+        return list((await self._db.execute(statement)).scalars())
+
     async def allocate_seq(self, room_id: str) -> int:
         # One statement, gapless: the UPDATE locks the room's row until this transaction
         # ends (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already holds the database),

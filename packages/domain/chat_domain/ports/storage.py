@@ -65,6 +65,10 @@ class RoomRepository(ABC):
     async def room_ids_of(self, user_id: str) -> list[str]: ...
 
     @abstractmethod
+    async def contact_ids(self, user_id: str) -> list[str]:
+        """Every other user who shares at least one room with ``user_id`` (one read)."""
+
+    @abstractmethod
     async def allocate_seq(self, room_id: str) -> int:
         """Take the room's next ``seq``. The number is only used if the transaction commits;
         a rollback frees it, so the sequence has no gap. Concurrent callers of one room wait."""

@@ -17,11 +17,7 @@ PRESENCE = "presence"
 async def contacts_of(uow_factory: UnitOfWorkFactory, user_id: str) -> list[str]:
     """Every user who shares at least one room with ``user_id``, not the user."""
     async with uow_factory() as uow:
-        contacts: dict[str, None] = {}
-        for room_id in await uow.rooms.room_ids_of(user_id):
-            contacts.update(dict.fromkeys(await uow.rooms.member_ids(room_id)))
-    contacts.pop(user_id, None)
-    return list(contacts)
+        return await uow.rooms.contact_ids(user_id)
 
 
 class ConnectSocket:
