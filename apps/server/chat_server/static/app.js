@@ -597,7 +597,7 @@
       refreshDetails(roomId, true);
       loadReceipts(roomId);
       syncRoom(rs).then(() => markRead(rs));
-      el.composer.focus();
+      focusComposer();
       return;
     }
     if (!rs) { rs = newRoomState(roomId); state.rs.set(roomId, rs); }
@@ -621,11 +621,19 @@
       if (rs.maxSeq > rs.contigSeq) syncRoom(rs);
       if (rs.maxSeq > 0) emitQuiet("delivered", { room_id: roomId, seq: rs.maxSeq });
       markRead(rs);
-      el.composer.focus();
+      focusComposer();
     } catch (e) {
       if (rs.contigSeq === null) state.rs.delete(roomId);
       toast(e.message);
     }
+  }
+
+  // Opening a room loads it asynchronously; by the time it is loaded the person may
+  // already be typing elsewhere (the member box, the room search): never take that away.
+  function focusComposer() {
+    const a = document.activeElement;
+    const busy = a && a !== el.composer && a.matches("input, textarea, select");
+    if (!busy) el.composer.focus();
   }
 
   function renderRoomHeader() {
