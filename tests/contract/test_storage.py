@@ -364,6 +364,22 @@ async def test_allocate_seq_is_gapless_and_a_rollback_frees_the_number(
             await uow.rooms.allocate_seq(new_id())
 
 
+async def test_allocate_seq_takes_a_block_and_returns_its_first(
+    storage: UnitOfWorkFactory,
+) -> None:
+    room = make_room()
+    async with storage() as uow:
+        await uow.rooms.add(room)
+        assert await uow.rooms.allocate_seq(room.id, 3) == 1  # 1, 2, 3
+        assert await uow.rooms.allocate_seq(room.id) == 4
+        assert await uow.rooms.allocate_seq(room.id, 2) == 5  # 5, 6
+        await uow.commit()
+    async with storage() as uow:
+        assert some(await uow.rooms.get(room.id)).last_seq == 6
+        with pytest.raises(ValueError):
+            await uow.rooms.allocate_seq(room.id, 0)
+
+
 @pytest.mark.timeout(60)
 async def test_concurrent_stores_in_one_room_get_1_to_n(storage: UnitOfWorkFactory) -> None:
     alice, bob = await add_users(storage, "alice", "bob")
@@ -408,6 +424,51 @@ async def test_message_add_get_edit_and_tombstone(storage: UnitOfWorkFactory) ->
     assert got.body == ""
     assert got.seq == 1
     assert got.client_msg_id == "c-hello"
+
+
+async def test_messages_and_members_of_several_at_once(storage: UnitOfWorkFactory) -> None:
+    """What a batch of StoreMessages reads and writes: one statement each, not one per item."""
+    alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
+    room, other = await add_room(storage, alice, bob), await add_room(storage, carol)
+    first = await store(storage, room, alice, "first")
+    batch = [
+        Message(new_id(), room.id, bob.id, "second", T0, "c-2", seq=2),
+        Message(new_id(), other.id, carol.id, "elsewhere", T0, seq=1),
+    ]
+    async with storage() as uow:
+        await uow.messages.add_many(batch)
+        await uow.messages.add_many([])
+        await uow.commit()
+
+    async with storage() as uow:
+        found = await uow.messages.get_many([first.id, batch[1].id, new_id()])
+        assert found == {first.id: first, batch[1].id: batch[1]}
+        assert await uow.messages.get_many([]) == {}
+        members = await uow.rooms.member_ids_of([room.id, other.id, new_id()])
+        assert {rid: sorted(uids) for rid, uids in members.items()} == {
+            room.id: sorted([alice.id, bob.id]),
+            other.id: [carol.id],
+        }
+        assert await uow.rooms.member_ids_of([]) == {}
+    page, _ = await read(
+        storage, lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=10)
+    )
+    assert [m.body for m in page] == ["first", "second"]
+
+
+async def test_a_batch_with_a_taken_seq_is_a_conflict_and_stores_nothing(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    first = await store(storage, room, alice, "one")
+    fresh = Message(new_id(), room.id, bob.id, "two", T0, seq=2)
+    async with storage() as uow:
+        with pytest.raises(Conflict):
+            await uow.messages.add_many(
+                [fresh, Message(new_id(), room.id, bob.id, "dup", T0, seq=first.seq)]
+            )
+    assert await read(storage, lambda uow: uow.messages.get(fresh.id)) is None
 
 
 async def test_a_seq_is_stored_once_per_room(storage: UnitOfWorkFactory) -> None:

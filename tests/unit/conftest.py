@@ -16,7 +16,7 @@ from chat_adapters.memory.system import FixedClock, InsecureTestHasher, Sequenti
 from chat_adapters.security.tokens import JwtTokenService
 from chat_domain.entities import Message, Room, User
 from chat_domain.usecases.auth import RegisterUser
-from chat_domain.usecases.messages import SendMessage, StoreMessage
+from chat_domain.usecases.messages import SendMessage, StoreMessages
 from chat_domain.usecases.rooms import CreateGroupRoom
 
 PASSWORD = "correct horse battery"
@@ -101,7 +101,7 @@ class World:
                 sender.id, room.id, body
             )
         ).message
-        return await StoreMessage(self.storage, self.notifier)(accepted)
+        return (await StoreMessages(self.storage, self.notifier)([accepted]))[0]
 
     def forget_events(self) -> None:
         self.notifier.sent.clear()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
 
-from chat_domain.entities import MarkerKind, MessageStatus
+from chat_domain.entities import MarkerKind, Message, MessageStatus
 from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound, Unavailable
 from chat_domain.usecases.messages import (
     DeleteMessage,
     EditMessage,
     ListHistory,
     SendMessage,
-    StoreMessage,
+    StoreMessages,
 )
 from chat_domain.usecases.receipts import MoveMarker
 from chat_domain.usecases.rooms import AddMember, ListRooms
@@ -23,8 +25,14 @@ def send(world: World) -> SendMessage:
     return SendMessage(world.storage, world.broker, world.clock, world.ids)
 
 
-def store(world: World) -> StoreMessage:
-    return StoreMessage(world.storage, world.notifier)
+def store(world: World) -> Callable[[Message], Awaitable[Message]]:
+    """StoreMessages for one message, as a quiet worker runs it."""
+
+    async def store_one(accepted: Message) -> Message:
+        [stored] = await StoreMessages(world.storage, world.notifier)([accepted])
+        return stored
+
+    return store_one
 
 
 def history(world: World) -> ListHistory:
@@ -128,6 +136,47 @@ async def test_storing_the_same_message_twice_keeps_one_copy_and_emits_again(wor
     # Emitted each time, so a member cut off during the first fan-out still gets it.
     assert world.notifier.events_for(bob.id, "message:new") == [message_view(once)] * 2
     assert (await world.message(alice, room)).seq == 2  # no seq was burnt
+
+
+async def test_a_batch_of_several_rooms_numbers_each_room_in_order_and_emits_in_order(
+    world: World,
+) -> None:
+    alice, bob = await world.user("alice"), await world.user("bob")
+    room, other = await world.room(alice, bob), await world.room(bob)
+    already = await world.message(alice, room, "before")
+    sends = [(alice, room, "a1"), (bob, other, "b1"), (alice, room, "a2"), (bob, other, "b2")]
+    accepted = [(await send(world)(u.id, r.id, body)).message for u, r, body in sends]
+    world.forget_events()
+
+    # A redelivered message rides along with new ones; the batch stores each once.
+    stored = await StoreMessages(world.storage, world.notifier)([already, *accepted, accepted[0]])
+
+    assert [(m.room_id, m.seq) for m in stored] == [
+        (room.id, 1), (room.id, 2), (other.id, 1), (room.id, 3), (other.id, 2), (room.id, 2)
+    ]  # fmt: skip
+    assert [m.body for m in (await history(world)(alice.id, room.id)).messages] == [
+        "before", "a1", "a2"
+    ]  # fmt: skip
+    # Each member gets the room's messages in seq order; the redelivered one again.
+    bobs = world.notifier.events_for(bob.id, "message:new")
+    assert [(p["room_id"], p["seq"]) for p in bobs] == [
+        (room.id, 1), (room.id, 2), (other.id, 1), (room.id, 3), (other.id, 2)
+    ]  # fmt: skip
+    assert [p["seq"] for p in world.notifier.events_for(alice.id, "message:new")] == [1, 2, 3]
+
+
+async def test_a_batch_with_a_message_of_an_unknown_room_stores_nothing(world: World) -> None:
+    alice, bob = await world.user("alice"), await world.user("bob")
+    room = await world.room(alice, bob)
+    good = (await send(world)(alice.id, room.id, "good")).message
+    bad = Message(world.ids.new_id(), "no-such-room", alice.id, "lost", world.clock.now())
+    world.forget_events()
+    with pytest.raises(NotFound):
+        await StoreMessages(world.storage, world.notifier)([good, bad])
+    # One transaction: the good message is not half-stored and its seq is not burnt.
+    assert (await history(world)(alice.id, room.id)).messages == []
+    assert world.notifier.sent == []
+    assert (await store(world)(good)).seq == 1
 
 
 # --- history ------------------------------------------------------------------------------

@@ -120,7 +120,7 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         consuming: asyncio.Task[None] | None = None
         if settings.embedded_worker:
             consumer = MessageConsumer(
-                container.broker(), container.store_message(), container.clock()
+                container.broker(), container.store_messages(), container.clock()
             )
             consuming = asyncio.create_task(consumer.run())
 

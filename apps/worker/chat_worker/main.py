@@ -21,7 +21,9 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(container):
-        consumer = MessageConsumer(container.broker(), container.store_message(), container.clock())
+        consumer = MessageConsumer(
+            container.broker(), container.store_messages(), container.clock()
+        )
         consuming = asyncio.create_task(consumer.run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -35,7 +35,7 @@ from chat_domain.usecases.messages import (
     EditMessage,
     ListHistory,
     SendMessage,
-    StoreMessage,
+    StoreMessages,
 )
 from chat_domain.usecases.presence import ConnectSocket, DisconnectSocket
 from chat_domain.usecases.receipts import ListReceipts, MoveMarker
@@ -227,7 +227,7 @@ class Container(containers.DeclarativeContainer):
         limiter=rate_limiter,
         rate_rule=send_rate,
     )
-    store_message = providers.Factory(StoreMessage, uow=uow, notifier=notifier)
+    store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
     list_history = providers.Factory(ListHistory, uow=uow)
     edit_message = providers.Factory(EditMessage, uow=uow, notifier=notifier, clock=clock)
     delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)

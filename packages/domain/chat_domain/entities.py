@@ -139,6 +139,10 @@ class Message:
     edited_at: datetime | None = None
     deleted: bool = False
 
+    def numbered(self, seq: int) -> Message:
+        """The accepted message as stored: with its place in the room."""
+        return replace(self, seq=seq)
+
     def edited(self, body: str, at: datetime) -> Message:
         return replace(self, body=body, edited_at=at)
 

@@ -8,6 +8,7 @@ rollback, which is what makes ``allocate_seq`` gapless here, as the row lock doe
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -205,6 +206,13 @@ class InMemoryRoomRepository(RoomRepository):
     async def member_ids(self, room_id: str) -> list[str]:
         return [uid for (rid, uid) in self._uow.reading().memberships if rid == room_id]
 
+    async def member_ids_of(self, room_ids: Collection[str]) -> dict[str, list[str]]:
+        wanted, found = set(room_ids), dict[str, list[str]]()
+        for rid, uid in self._uow.reading().memberships:
+            if rid in wanted:
+                found.setdefault(rid, []).append(uid)
+        return found
+
     async def summaries_for(self, user_id: str) -> list[RoomSummary]:
         state = self._uow.reading()
         summaries = []
@@ -244,17 +252,19 @@ class InMemoryRoomRepository(RoomRepository):
             dict.fromkeys(uid for (rid, uid) in memberships if rid in rooms and uid != user_id)
         )
 
-    async def allocate_seq(self, room_id: str) -> int:
+    async def allocate_seq(self, room_id: str, count: int = 1) -> int:
+        if count < 1:
+            raise ValueError("count must be at least 1")
         # Holding the writers' lock until commit or rollback is what serialises a room.
         state = await self._uow.writing()
         room = state.rooms.get(room_id)
         if room is None:
             raise NotFound("room not found")
-        room = replace(room, last_seq=room.last_seq + 1)
-        state.rooms[room_id] = room
+        first = room.last_seq + 1
+        state.rooms[room_id] = replace(room, last_seq=room.last_seq + count)
         now = datetime.now(UTC)
         state.last_activity[room_id] = max(state.last_activity.get(room_id, now), now)
-        return room.last_seq
+        return first
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None
@@ -298,8 +308,16 @@ class InMemoryMessageRepository(MessageRepository):
         )
         state.message_ids_by_seq[key] = message.id
 
+    async def add_many(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            await self.add(message)
+
     async def get(self, message_id: str) -> Message | None:
         return self._uow.reading().messages.get(message_id)
+
+    async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
+        stored = self._uow.reading().messages
+        return {mid: stored[mid] for mid in message_ids if mid in stored}
 
     async def update(self, message: Message) -> None:
         state = await self._uow.writing()

@@ -206,7 +206,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
             data.get("event") or data.get("method"),
             error,
         )
-        if self.write_only:  # the worker: let the caller retry (StoreMessage re-emits)
+        if self.write_only:  # the worker: let the caller retry (StoreMessages re-emits)
             raise Unavailable("socket.io Redis publish failed") from error
         return None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -35,7 +35,9 @@ class Executor(Protocol):
     """What a repository needs from its unit of work: statements in its transaction."""
 
     async def execute(
-        self, statement: Executable, params: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> CursorResult[Any]: ...
 
     async def insert_or_conflict(self, statement: Executable, conflict: str) -> None: ...
@@ -57,14 +59,20 @@ _ROOM_WITH_MEMBERSHIP = (
     .where(rooms.c.id == bindparam("room_id"), memberships.c.user_id == bindparam("user_id"))
 )
 _MEMBER_IDS = select(memberships.c.user_id).where(memberships.c.room_id == bindparam("room_id"))
+_MEMBER_IDS_OF = select(memberships.c.room_id, memberships.c.user_id).where(
+    memberships.c.room_id.in_(bindparam("room_ids", expanding=True))
+)
 _MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
+_MESSAGES_BY_ID = select(messages).where(
+    messages.c.id.in_(bindparam("message_ids", expanding=True))
+)
 _INSERT_MESSAGE = insert(messages)
 _NOW = bindparam("now", type_=UTCDateTime())
 _ALLOCATE_SEQ = (
     update(rooms)
     .where(rooms.c.id == bindparam("room_id"))
     .values(
-        last_seq=rooms.c.last_seq + 1,
+        last_seq=rooms.c.last_seq + bindparam("count"),
         # Never backwards, should clocks disagree across nodes.
         last_activity_at=case(
             (rooms.c.last_activity_at > _NOW, rooms.c.last_activity_at), else_=_NOW
@@ -72,6 +80,22 @@ _ALLOCATE_SEQ = (
     )
     .returning(rooms.c.last_seq)
 )
+
+
+def _message_row(message: Message) -> dict[str, Any]:
+    if message.seq is None:
+        raise ValueError("a message is stored with its seq")
+    return {
+        "id": message.id,
+        "room_id": message.room_id,
+        "seq": message.seq,
+        "sender_id": message.sender_id,
+        "body": message.body,
+        "client_msg_id": message.client_msg_id,
+        "created_at": message.created_at,
+        "edited_at": message.edited_at,
+        "deleted": message.deleted,
+    }
 
 
 def _user(row: Row[Any]) -> User:
@@ -231,6 +255,14 @@ class SqlAlchemyRoomRepository(RoomRepository):
     async def member_ids(self, room_id: str) -> list[str]:
         return list((await self._db.execute(_MEMBER_IDS, {"room_id": room_id})).scalars())
 
+    async def member_ids_of(self, room_ids: Collection[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        if room_ids:
+            params = {"room_ids": list(room_ids)}
+            for row in await self._db.execute(_MEMBER_IDS_OF, params):
+                found.setdefault(row.room_id, []).append(row.user_id)
+        return found
+
     async def summaries_for(self, user_id: str) -> list[RoomSummary]:
         # One query whatever the number of rooms: the last message is the one whose seq is
         # the room's last_seq (seq has no gap), the unread count a correlated count.
@@ -298,15 +330,17 @@ class SqlAlchemyRoomRepository(RoomRepository):
         )
         return list((await self._db.execute(statement)).scalars())
 
-    async def allocate_seq(self, room_id: str) -> int:
+    async def allocate_seq(self, room_id: str, count: int = 1) -> int:
         # One statement, gapless: the UPDATE locks the room's row until this transaction
         # ends (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already holds the database),
         # so concurrent senders to one room queue here, and a rollback undoes the increment.
-        params = {"room_id": room_id, "now": datetime.now(UTC)}
-        seq = (await self._db.execute(_ALLOCATE_SEQ, params)).scalar_one_or_none()
-        if seq is None:
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        params = {"room_id": room_id, "count": count, "now": datetime.now(UTC)}
+        last = (await self._db.execute(_ALLOCATE_SEQ, params)).scalar_one_or_none()
+        if last is None:
             raise NotFound("room not found")
-        return int(seq)
+        return int(last) - count + 1
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None
@@ -335,26 +369,21 @@ class SqlAlchemyMessageRepository(MessageRepository):
         self._db = db
 
     async def add(self, message: Message) -> None:
-        if message.seq is None:
-            raise ValueError("a message is stored with its seq")
-        await self._db.execute(
-            _INSERT_MESSAGE,
-            {
-                "id": message.id,
-                "room_id": message.room_id,
-                "seq": message.seq,
-                "sender_id": message.sender_id,
-                "body": message.body,
-                "client_msg_id": message.client_msg_id,
-                "created_at": message.created_at,
-                "edited_at": message.edited_at,
-                "deleted": message.deleted,
-            },
-        )
+        await self._db.execute(_INSERT_MESSAGE, _message_row(message))
+
+    async def add_many(self, messages: Sequence[Message]) -> None:
+        if messages:  # one executemany, not one statement per message
+            await self._db.execute(_INSERT_MESSAGE, [_message_row(m) for m in messages])
 
     async def get(self, message_id: str) -> Message | None:
         row = (await self._db.execute(_MESSAGE_BY_ID, {"message_id": message_id})).first()
         return _message(row) if row else None
+
+    async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
+        if not message_ids:
+            return {}
+        params = {"message_ids": list(message_ids)}
+        return {row.id: _message(row) for row in await self._db.execute(_MESSAGES_BY_ID, params)}
 
     async def update(self, message: Message) -> None:
         # Only what an edit or a delete changes: room, seq, sender and origin are fixed.

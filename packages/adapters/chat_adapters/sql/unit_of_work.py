@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -45,7 +45,9 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         return self._conn
 
     async def execute(
-        self, statement: Executable, params: Mapping[str, Any] | None = None
+        self,
+        statement: Executable,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     ) -> CursorResult[Any]:
         """Run ``statement`` in this unit's transaction (begun on first use)."""
         with translate_errors():

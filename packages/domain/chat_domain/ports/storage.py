@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
 from types import TracebackType
 
 from chat_domain.entities import Member, Membership, Message, Room, RoomSummary, User
@@ -58,6 +59,10 @@ class RoomRepository(ABC):
     async def member_ids(self, room_id: str) -> list[str]: ...
 
     @abstractmethod
+    async def member_ids_of(self, room_ids: Collection[str]) -> dict[str, list[str]]:
+        """The members of several rooms in one read; a room without members is absent."""
+
+    @abstractmethod
     async def summaries_for(self, user_id: str) -> list[RoomSummary]:
         """The user's rooms, most recent activity first, with last message and unread count."""
 
@@ -69,9 +74,10 @@ class RoomRepository(ABC):
         """Every other user who shares at least one room with ``user_id`` (one read)."""
 
     @abstractmethod
-    async def allocate_seq(self, room_id: str) -> int:
-        """Take the room's next ``seq``. The number is only used if the transaction commits;
-        a rollback frees it, so the sequence has no gap. Concurrent callers of one room wait."""
+    async def allocate_seq(self, room_id: str, count: int = 1) -> int:
+        """Take the room's next ``count`` seqs and return the first; ``NotFound`` without
+        the room. The numbers are only used if the transaction commits; a rollback frees
+        them, so the sequence has no gap. Concurrent callers of one room wait."""
 
     @abstractmethod
     async def advance_marker(
@@ -86,7 +92,15 @@ class MessageRepository(ABC):
         """Store a message that has its ``seq``."""
 
     @abstractmethod
+    async def add_many(self, messages: Sequence[Message]) -> None:
+        """Store several messages that have their ``seq``, in one statement."""
+
+    @abstractmethod
     async def get(self, message_id: str) -> Message | None: ...
+
+    @abstractmethod
+    async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
+        """The stored messages among ``message_ids``, by id, in one read."""
 
     @abstractmethod
     async def update(self, message: Message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chat_domain.entities import Message, MessageStatus, normalise_body
@@ -76,35 +77,43 @@ class SendMessage:
         return SendResult(message, MessageStatus.ACCEPTED)
 
 
-class StoreMessage:
-    """Worker side: give an accepted message the room's next ``seq``, store it, fan it out.
+class StoreMessages:
+    """Worker side: give accepted messages their rooms' next ``seq``s, store them, fan them out.
 
-    Safe to run again for the same message (a broker redelivery after a crash): it is
+    A batch (messages of several rooms, each room's in publish order) is one transaction
+    of a few statements whatever its size: the store's cost is per transaction far more
+    than per message, so a busy worker stores what arrived meanwhile in one go.
+
+    Safe to run again for the same messages (a broker redelivery after a crash): each is
     stored once, and emitted again so that no member misses it (clients dedupe by id).
+    Returns the stored messages in the order given.
     """
 
     def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
         self._uow, self._notifier = uow, notifier
 
-    async def __call__(self, accepted: Message) -> Message:
+    async def __call__(self, accepted: Sequence[Message]) -> list[Message]:
+        batch = list({m.id: m for m in accepted}.values())  # one id twice: stored once
         async with self._uow() as uow:
-            stored = await uow.messages.get(accepted.id)
-            if stored is None:
-                seq = await uow.rooms.allocate_seq(accepted.room_id)
-                stored = Message(
-                    accepted.id,
-                    accepted.room_id,
-                    accepted.sender_id,
-                    accepted.body,
-                    accepted.created_at,
-                    accepted.client_msg_id,
-                    seq=seq,
-                )
-                await uow.messages.add(stored)
-            member_ids = await uow.rooms.member_ids(accepted.room_id)
+            stored = await uow.messages.get_many([m.id for m in batch])
+            by_room: dict[str, list[Message]] = {}
+            for message in batch:
+                if message.id not in stored:
+                    by_room.setdefault(message.room_id, []).append(message)
+            new: list[Message] = []
+            for room_id, messages in by_room.items():
+                first = await uow.rooms.allocate_seq(room_id, len(messages))
+                new += [m.numbered(seq) for seq, m in enumerate(messages, start=first)]
+            await uow.messages.add_many(new)
+            stored.update((m.id, m) for m in new)
+            members = await uow.rooms.member_ids_of({m.room_id for m in batch})
             await uow.commit()
-        await self._notifier.emit_to_users(member_ids, MESSAGE_NEW, message_view(stored))
-        return stored
+        for message in batch:
+            stored_message = stored[message.id]
+            await self._notifier.emit_to_users(
+                members.get(message.room_id, []), MESSAGE_NEW, message_view(stored_message)
+            )
+        return [stored[m.id] for m in accepted]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,100 @@
+"""The worker's consumer on the embedded broker: group commit without losing order or isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from chat_adapters.memory.broker import InMemoryBroker
+from chat_domain.entities import Message
+from chat_domain.usecases.messages import StoreMessages
+from chat_worker.consumer import MessageConsumer
+from tests.unit.conftest import World
+
+WAIT_S = 5.0
+
+
+class ObservedStore(StoreMessages):
+    """StoreMessages that remembers the size of each transaction it ran."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world.storage, world.notifier)
+        self.batches: list[int] = []
+
+    async def __call__(self, accepted: Sequence[Message]) -> list[Message]:
+        self.batches.append(len(accepted))
+        return await super().__call__(accepted)
+
+
+async def consume(world: World, broker: InMemoryBroker, store: StoreMessages) -> asyncio.Task[None]:
+    return asyncio.create_task(MessageConsumer(broker, store, world.clock).run())
+
+
+async def test_messages_of_several_rooms_share_transactions_and_keep_each_rooms_order(
+    world: World,
+) -> None:
+    alice = await world.user("alice")
+    rooms = [await world.room(alice, name=f"r{i}") for i in range(8)]
+    broker = InMemoryBroker(partitions=8)
+    store = ObservedStore(world)
+    consuming = await consume(world, broker, store)
+    # Published while the consumer is busy: they wait for the next transaction together.
+    for n in range(5):
+        for room in rooms:
+            await broker.publish(
+                Message(world.ids.new_id(), room.id, alice.id, f"{n}", world.clock.now())
+            )
+
+    await world.notifier.wait_for(alice.id, "message:new", 1, WAIT_S)  # it is consuming
+    await broker.close()  # drains: every accepted message is stored or dead-lettered first
+    await consuming
+    events = world.notifier.events_for(alice.id, "message:new")
+
+    assert max(store.batches) > 1 and sum(store.batches) == 40
+    for room in rooms:
+        mine = [e for e in events if e["room_id"] == room.id]
+        assert [(e["seq"], e["body"]) for e in mine] == [(n + 1, f"{n}") for n in range(5)]
+
+
+async def test_a_message_that_fails_fails_alone_and_the_rest_of_its_batch_is_stored(
+    world: World,
+) -> None:
+    alice = await world.user("alice")
+    good_rooms = [await world.room(alice, name=f"r{i}") for i in range(3)]
+    broker = InMemoryBroker(partitions=8, max_attempts=2, retry_backoff=0.001)
+    bad = Message(world.ids.new_id(), "no-such-room", alice.id, "bad", world.clock.now())
+    await broker.publish(bad)
+    for room in good_rooms:
+        await broker.publish(
+            Message(world.ids.new_id(), room.id, alice.id, "ok", world.clock.now())
+        )
+    store = ObservedStore(world)
+    consuming = await consume(world, broker, store)
+
+    await world.notifier.wait_for(alice.id, "message:new", 3, WAIT_S)
+    await broker.close()  # after the bad message's last attempt
+    await consuming
+    events = world.notifier.events_for(alice.id, "message:new")
+
+    assert store.batches[0] == 4  # all four went together first
+    assert sorted(e["room_id"] for e in events) == sorted(r.id for r in good_rooms)
+    assert broker.dead_letters == [bad]
+
+
+@pytest.mark.parametrize("count", [1, 3])
+async def test_a_quiet_consumer_stores_each_message_at_once(world: World, count: int) -> None:
+    alice = await world.user("alice")
+    room = await world.room(alice)
+    broker = InMemoryBroker(partitions=1)
+    store = ObservedStore(world)
+    consuming = await consume(world, broker, store)
+    for n in range(count):
+        await broker.publish(
+            Message(world.ids.new_id(), room.id, alice.id, f"{n}", world.clock.now())
+        )
+        await world.notifier.wait_for(alice.id, "message:new", n + 1, WAIT_S)
+    await broker.close()
+    await consuming
+    assert store.batches == [1] * count  # one partition: a room's next waits for its ack
