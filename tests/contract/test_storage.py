@@ -456,6 +456,24 @@ async def test_messages_and_members_of_several_at_once(storage: UnitOfWorkFactor
     assert [m.body for m in page] == ["first", "second"]
 
 
+async def test_check_send_answers_membership_and_a_stored_copy_in_one_read(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob, eve = await add_users(storage, "alice", "bob", "eve")
+    room, elsewhere = await add_room(storage, alice, bob), await add_room(storage, eve)
+    stored = await store(storage, room, alice, "hello")
+
+    async def check(room: Room, sender: User, message_id: str) -> tuple[bool, Message | None]:
+        return await read(
+            storage, lambda uow: uow.messages.check_send(room.id, sender.id, message_id)
+        )
+
+    assert await check(room, alice, stored.id) == (True, stored)
+    assert await check(room, bob, new_id()) == (True, None)
+    assert await check(room, eve, stored.id) == (False, None)  # a stranger learns nothing
+    assert await check(elsewhere, eve, stored.id) == (True, None)  # not this room's message
+
+
 async def test_a_batch_with_a_taken_seq_is_a_conflict_and_stores_nothing(
     storage: UnitOfWorkFactory,
 ) -> None:

@@ -69,7 +69,7 @@ def hasher() -> InsecureTestHasher:
 
 @pytest.fixture
 def tokens() -> JwtTokenService:
-    # PyJWT checks expiry against the wall clock, so tokens are issued at real "now".
+    # Issued at real "now": the tokens of other services in these tests use real time.
     return JwtTokenService("unit-test-signing-key-of-32-bytes!!", FixedClock(datetime.now(UTC)))
 
 

@@ -114,6 +114,23 @@ async def test_authenticate_refuses_what_it_cannot_trust(
             await authenticate(token)
 
 
+async def test_a_token_verified_before_still_expires_on_time() -> None:
+    clock = FixedClock(datetime.now(UTC))
+    tokens = JwtTokenService("unit-test-signing-key-of-32-bytes!!", clock, ttl_seconds=60)
+    token = tokens.issue("alice-id").token
+    assert tokens.verify(token) == "alice-id"
+    clock.advance(59)
+    assert tokens.verify(token) == "alice-id"  # remembered, still valid
+    clock.advance(1)
+    with pytest.raises(Unauthorized, match="expired"):
+        tokens.verify(token)
+    with pytest.raises(Unauthorized):  # and stays refused, remembered or not
+        tokens.verify(token)
+    # A tampered copy is checked in full, not taken for the remembered one.
+    with pytest.raises(Unauthorized):
+        JwtTokenService("unit-test-signing-key-of-32-bytes!!", clock).verify(token[:-2] + "xx")
+
+
 async def test_search_by_prefix(world: World) -> None:
     for name in ("anna", "ann_b", "annie", "bob"):
         await world.user(name)

@@ -315,6 +315,15 @@ class InMemoryMessageRepository(MessageRepository):
     async def get(self, message_id: str) -> Message | None:
         return self._uow.reading().messages.get(message_id)
 
+    async def check_send(
+        self, room_id: str, sender_id: str, message_id: str
+    ) -> tuple[bool, Message | None]:
+        state = self._uow.reading()
+        if (room_id, sender_id) not in state.memberships:
+            return False, None
+        stored = state.messages.get(message_id)
+        return True, stored if stored is not None and stored.room_id == room_id else None
+
     async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
         stored = self._uow.reading().messages
         return {mid: stored[mid] for mid in message_ids if mid in stored}

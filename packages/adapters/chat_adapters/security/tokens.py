@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import jwt
 
 from chat_domain.errors import Unauthorized
@@ -10,10 +12,26 @@ from chat_domain.ports.system import Clock
 
 
 class JwtTokenService(TokenService):
+    """HS256 tokens with ``sub`` and ``exp``.
+
+    Every REST call verifies its token, and checking a signature and parsing the claims
+    costs more than the rest of a send's authentication. A token is immutable, so one that
+    verified is remembered (bounded, least recently used) with its expiry, which is checked
+    again at every use: a remembered token expires exactly when a fresh one would.
+    """
+
     _ALGORITHM = "HS256"
 
-    def __init__(self, secret_key: str, clock: Clock, ttl_seconds: int = 12 * 3600) -> None:
+    def __init__(
+        self,
+        secret_key: str,
+        clock: Clock,
+        ttl_seconds: int = 12 * 3600,
+        remembered: int = 10_000,
+    ) -> None:
         self._key, self._clock, self._ttl = secret_key, clock, ttl_seconds
+        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._remembered = remembered
 
     def issue(self, user_id: str) -> IssuedToken:
         now = int(self._clock.now().timestamp())
@@ -21,18 +39,31 @@ class JwtTokenService(TokenService):
         return IssuedToken(jwt.encode(claims, self._key, algorithm=self._ALGORITHM), self._ttl)
 
     def verify(self, token: str) -> str:
+        known = self._verified.get(token)
+        if known is None:
+            known = self._decode(token)
+            self._verified[token] = known
+            if len(self._verified) > self._remembered:
+                self._verified.popitem(last=False)
+        else:
+            self._verified.move_to_end(token)
+        subject, expires_at = known
+        # Expiry by this service's clock (PyJWT would use the wall clock), fresh or not.
+        if self._clock.now().timestamp() >= expires_at:
+            raise Unauthorized("access token expired")
+        return subject
+
+    def _decode(self, token: str) -> tuple[str, float]:
         try:
             claims = jwt.decode(
                 token,
                 self._key,
                 algorithms=[self._ALGORITHM],
-                options={"require": ["sub", "exp"]},
+                options={"require": ["sub", "exp"], "verify_exp": False},
             )
-        except jwt.ExpiredSignatureError as exc:
-            raise Unauthorized("access token expired") from exc
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
-        subject = claims.get("sub")
-        if not isinstance(subject, str):
+        subject, expires_at = claims.get("sub"), claims.get("exp")
+        if not isinstance(subject, str) or not isinstance(expires_at, int | float):
             raise Unauthorized("invalid access token")
-        return subject
+        return subject, float(expires_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -59,12 +60,18 @@ _ROOM_WITH_MEMBERSHIP = (
     .where(rooms.c.id == bindparam("room_id"), memberships.c.user_id == bindparam("user_id"))
 )
 _MEMBER_IDS = select(memberships.c.user_id).where(memberships.c.room_id == bindparam("room_id"))
-_MEMBER_IDS_OF = select(memberships.c.room_id, memberships.c.user_id).where(
-    memberships.c.room_id.in_(bindparam("room_ids", expanding=True))
-)
 _MESSAGE_BY_ID = select(messages).where(messages.c.id == bindparam("message_id"))
-_MESSAGES_BY_ID = select(messages).where(
-    messages.c.id.in_(bindparam("message_ids", expanding=True))
+_SEND_CHECK = (
+    select(memberships.c.user_id.label("member_id"), messages)
+    .select_from(memberships)
+    .outerjoin(
+        messages,
+        and_(messages.c.id == bindparam("message_id"), messages.c.room_id == memberships.c.room_id),
+    )
+    .where(
+        memberships.c.room_id == bindparam("room_id"),
+        memberships.c.user_id == bindparam("sender_id"),
+    )
 )
 _INSERT_MESSAGE = insert(messages)
 _NOW = bindparam("now", type_=UTCDateTime())
@@ -80,6 +87,25 @@ _ALLOCATE_SEQ = (
     )
     .returning(rooms.c.last_seq)
 )
+
+
+# The batch reads of the store step, one statement per batch size. An "expanding" IN
+# parameter is rendered into SQL again at every execution, which costs SQLAlchemy more
+# than the query; a statement of n plain parameters compiles once per n.
+@functools.lru_cache(maxsize=128)
+def _member_ids_of(count: int) -> Executable:
+    return select(memberships.c.room_id, memberships.c.user_id).where(
+        memberships.c.room_id.in_([bindparam(f"p{i}") for i in range(count)])
+    )
+
+
+@functools.lru_cache(maxsize=128)
+def _messages_by_id(count: int) -> Executable:
+    return select(messages).where(messages.c.id.in_([bindparam(f"p{i}") for i in range(count)]))
+
+
+def _numbered(values: Collection[str]) -> dict[str, str]:
+    return {f"p{i}": value for i, value in enumerate(values)}
 
 
 def _message_row(message: Message) -> dict[str, Any]:
@@ -258,8 +284,8 @@ class SqlAlchemyRoomRepository(RoomRepository):
     async def member_ids_of(self, room_ids: Collection[str]) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {}
         if room_ids:
-            params = {"room_ids": list(room_ids)}
-            for row in await self._db.execute(_MEMBER_IDS_OF, params):
+            statement = _member_ids_of(len(room_ids))
+            for row in await self._db.execute(statement, _numbered(room_ids)):
                 found.setdefault(row.room_id, []).append(row.user_id)
         return found
 
@@ -379,11 +405,20 @@ class SqlAlchemyMessageRepository(MessageRepository):
         row = (await self._db.execute(_MESSAGE_BY_ID, {"message_id": message_id})).first()
         return _message(row) if row else None
 
+    async def check_send(
+        self, room_id: str, sender_id: str, message_id: str
+    ) -> tuple[bool, Message | None]:
+        params = {"room_id": room_id, "sender_id": sender_id, "message_id": message_id}
+        row = (await self._db.execute(_SEND_CHECK, params)).first()
+        if row is None:
+            return False, None
+        return True, _message(row) if row.id is not None else None
+
     async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
         if not message_ids:
             return {}
-        params = {"message_ids": list(message_ids)}
-        return {row.id: _message(row) for row in await self._db.execute(_MESSAGES_BY_ID, params)}
+        rows = await self._db.execute(_messages_by_id(len(message_ids)), _numbered(message_ids))
+        return {row.id: _message(row) for row in rows}
 
     async def update(self, message: Message) -> None:
         # Only what an edit or a delete changes: room, seq, sender and origin are fixed.

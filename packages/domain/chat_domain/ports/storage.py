@@ -99,6 +99,13 @@ class MessageRepository(ABC):
     async def get(self, message_id: str) -> Message | None: ...
 
     @abstractmethod
+    async def check_send(
+        self, room_id: str, sender_id: str, message_id: str
+    ) -> tuple[bool, Message | None]:
+        """What a send asks, in one read: is the sender a member of the room, and is the
+        message with this id already stored (a retried send)?"""
+
+    @abstractmethod
     async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
         """The stored messages among ``message_ids``, by id, in one read."""
 

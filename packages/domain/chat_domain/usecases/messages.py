@@ -68,8 +68,10 @@ class SendMessage:
             else self._ids.new_id()
         )
         async with self._uow() as uow:
-            await require_member(uow, room_id, sender_id)
-            stored = await uow.messages.get(message_id) if client_msg_id else None
+            # A non-member learns nothing: not that the room exists, nor a message in it.
+            member, stored = await uow.messages.check_send(room_id, sender_id, message_id)
+        if not member:
+            raise NotFound("room not found")
         if stored is not None:
             return SendResult(stored, MessageStatus.STORED)
         message = Message(message_id, room_id, sender_id, body, self._clock.now(), client_msg_id)
