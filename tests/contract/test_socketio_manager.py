@@ -21,6 +21,7 @@ import socketio
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.redis_manager import (
     LISTENER_RESTARTS,
     PUBLISH_FAILURES,
@@ -99,7 +100,7 @@ class Cluster:
 
     def manager(self, **options: Any) -> socketio.AsyncManager:
         if self.kind == "local":
-            return socketio.AsyncManager()
+            return InlineFanOutManager()
         manager = SupervisedRedisManager(REDIS.url, channel=self.channel, logger=log, **options)
         if options.get("write_only"):
             self.extra.append(manager)

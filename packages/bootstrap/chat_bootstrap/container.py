@@ -21,6 +21,7 @@ from chat_adapters.redis.presence import RedisPresenceTracker
 from chat_adapters.redis.rate_limit import RedisRateLimiter
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
+from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.json import OrjsonForSocketIO
 from chat_adapters.socketio.notifier import SocketIONotifier
 from chat_adapters.socketio.redis_manager import SupervisedRedisManager
@@ -100,7 +101,7 @@ class Container(containers.DeclarativeContainer):
     socketio_json = providers.Object(OrjsonForSocketIO)
     socketio_manager = providers.Selector(
         settings.provided.socketio_manager,
-        local=providers.Singleton(socketio.AsyncManager),
+        local=providers.Singleton(InlineFanOutManager),
         redis=providers.Singleton(
             SupervisedRedisManager,
             url=settings.provided.redis_url,

@@ -30,6 +30,7 @@ import socketio
 from prometheus_client import Counter, Gauge
 from redis import asyncio as aioredis
 
+from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
@@ -55,7 +56,7 @@ RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
 MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
 
 
-class SupervisedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  # type: ignore[misc]
     """A socket.io Redis manager whose listener is watched, restarted and reported."""
 
     def __init__(
