@@ -11,6 +11,7 @@ from chat_server import observability, ops, web
 from chat_server import openapi as openapi_docs
 from chat_server.api import api
 from chat_server.errors import register_error_handlers
+from chat_server.fast_send import FastSendRoute
 from chat_server.http import ChatRequest, OrjsonProvider
 from chat_server.realtime import register_socket_handlers
 from chat_server.security import harden
@@ -59,4 +60,6 @@ def create_app(container: Container) -> socketio.ASGIApp:
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
     observability.export_socket_gauge(sio)
-    return socketio.ASGIApp(sio, other_asgi_app=create_quart_app(container))
+    # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.
+    rest = FastSendRoute(create_quart_app(container), container)
+    return socketio.ASGIApp(sio, other_asgi_app=rest)
