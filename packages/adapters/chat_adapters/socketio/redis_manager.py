@@ -54,6 +54,7 @@ PUBLISH_FAILURES = Counter(
 RESUBSCRIBE_DELAY_MIN = 0.5
 RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
 MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
+LISTENER_STOP_TIMEOUT_S = 2.0  # for an old listener to close its dead connection
 
 
 class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  # type: ignore[misc]
@@ -177,7 +178,11 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         old = self.thread
         if old is not None and not old.done():
             old.cancel()
-            await asyncio.gather(old, return_exceptions=True)
+            # Bounded: a listener stuck closing a dead connection must not stall the restart
+            # (it was cancelled; it ends on its own, and the new one does not need it).
+            _, pending = await asyncio.wait({old}, timeout=LISTENER_STOP_TIMEOUT_S)
+            if pending:
+                self._log.warning("old socket.io Redis listener still closing: not waiting")
         self._missed_echoes = 0
         self.thread = self.server.start_background_task(self._thread)
         LISTENER_RESTARTS.labels(self.channel).inc()
@@ -242,8 +247,10 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESUBSCRIBE_DELAY_MAX)
             finally:
+                # Bounded too: closing a connection Redis already dropped can hang.
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _on_echo(self, data: bytes | str) -> None:
         token = data.decode() if isinstance(data, bytes) else data
