@@ -148,6 +148,9 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
+# Past the bounded waits inside (90 s of send retries, 120 s for the worker to store): those
+# fail with what was missing; the global 120 s cut this test off mid-recovery once in CI.
+@pytest.mark.timeout(300)
 async def test_rabbitmq_restarted_mid_burst(scene: Scene, nodes: Cluster) -> None:
     halfway = asyncio.Event()
     sending = asyncio.create_task(
