@@ -70,15 +70,23 @@ def describe_validation_error(error: ValidationError) -> tuple[str, list[dict[st
     return f"{first['field']}: {first['message']}", details
 
 
+def domain_error_answer(error: DomainError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, body and extra headers for a domain error (Quart's handler and the send lane)."""
+    headers = {}
+    if isinstance(error, RateLimited):
+        # Whole seconds, rounded up: a client that waits that long gets a token.
+        headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+    status = STATUS_BY_CODE.get(error.code, 400)
+    return status, error_body(error.code, error.message, error.details), headers
+
+
 def register_error_handlers(app: Quart) -> None:
     @app.errorhandler(DomainError)
     async def domain_error(error: DomainError) -> Response:
-        response = error_response(
-            STATUS_BY_CODE.get(error.code, 400), error.code, error.message, error.details
-        )
-        if isinstance(error, RateLimited):
-            # Whole seconds, rounded up: a client that waits that long gets a token.
-            response.headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
+        status, body, headers = domain_error_answer(error)
+        response = jsonify(body)
+        response.status_code = status
+        response.headers.update(headers)
         return response
 
     @app.errorhandler(RequestSchemaValidationError)

@@ -17,7 +17,6 @@ metrics; `tests/e2e/test_fast_send.py` sends the same requests both ways and com
 from __future__ import annotations
 
 import logging
-import math
 import re
 import time
 from typing import Any
@@ -34,28 +33,21 @@ from pydantic import ValidationError
 
 from chat_bootstrap.container import Container
 from chat_bootstrap.logs import REQUEST_ID
-from chat_domain.errors import DomainError, RateLimited, Unauthorized
+from chat_domain.errors import DomainError
 from chat_domain.views import message_view
-from chat_server.errors import STATUS_BY_CODE, describe_validation_error, error_body
+from chat_server.errors import describe_validation_error, domain_error_answer, error_body
 from chat_server.http import bearer_token
-from chat_server.observability import (
-    HTTP_REQUESTS,
-    HTTP_SECONDS,
-    REQUEST_ID_HEADER,
-    request_id_from,
-)
+from chat_server.observability import REQUEST_ID_HEADER, record_request, request_id_from
 from chat_server.schemas import SendMessageBody
+from chat_server.security import SECURITY_HEADERS
 
 SEND_PATH = re.compile(r"^/api/v1/rooms/([^/]+)/messages$")
 ROUTE = "/api/v1/rooms/<room_id>/messages"  # Quart's rule: one metrics label for both ways
-log = logging.getLogger("chat.http")
 server_log = logging.getLogger("chat.server")
 
 # What chat_server.security adds to every answer (no CORS: requests with Origin go to Quart).
 _SECURITY_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
+    *((name.lower().encode(), value.encode()) for name, value in SECURITY_HEADERS.items()),
     (b"vary", b"Origin"),
 ]
 
@@ -77,49 +69,46 @@ class FastSendRoute:
             return
         match = SEND_PATH.match(scope["path"])
         headers = dict(scope["headers"]) if match else {}
-        if match is None or not self._plain(headers):
+        token = self._plain_token(headers) if match else None
+        if match is None or token is None:
             await self._app(scope, receive, send)
             return
         started = time.perf_counter()
         request_id = request_id_from(_text(headers.get(REQUEST_ID_HEADER.lower().encode())))
         REQUEST_ID.set(request_id)
         body = await _read_body(receive)
+        extra: dict[str, str] = {}
         try:
-            status, answer, extra = 202, await self._answer(match[1], headers, body), []
+            status, answer = 202, await self._answer(match[1], token, body)
         except DomainError as error:
-            status = STATUS_BY_CODE.get(error.code, 400)
-            answer = error_body(error.code, error.message, error.details)
-            extra = _retry_after(error)
+            status, answer, extra = domain_error_answer(error)
         except _Malformed:
-            status, answer, extra = 400, error_body("validation_error", "malformed JSON body"), []
+            status, answer = 400, error_body("validation_error", "malformed JSON body")
         except ValidationError as error:
             message, details = describe_validation_error(error)
-            status, answer, extra = 422, error_body("validation_error", message, details), []
+            status, answer = 422, error_body("validation_error", message, details)
         except Exception:
             server_log.exception("unhandled error")  # the trace goes to the log only
-            status, answer, extra = 500, error_body("internal_error", "internal error"), []
-        await _respond(send, status, answer, [(b"x-request-id", request_id.encode()), *extra])
-        elapsed = time.perf_counter() - started
-        HTTP_REQUESTS.labels("POST", ROUTE, str(status)).inc()
-        HTTP_SECONDS.labels("POST", ROUTE).observe(elapsed)
-        log.info("%s %s %d %.1fms", "POST", scope["path"], status, elapsed * 1000)
+            status, answer = 500, error_body("internal_error", "internal error")
+        extra[REQUEST_ID_HEADER] = request_id
+        await _respond(send, status, answer, extra)
+        record_request("POST", ROUTE, scope["path"], status, time.perf_counter() - started)
 
-    def _plain(self, headers: dict[bytes, bytes]) -> bool:
+    def _plain_token(self, headers: dict[bytes, bytes]) -> str | None:
+        """The bearer token of a plain send; None sends the request to Quart."""
         length = headers.get(b"content-length")
-        return (
-            b"origin" not in headers
-            and b"transfer-encoding" not in headers
-            and bearer_token(_text(headers.get(b"authorization"))) is not None
-            and length is not None
-            and length.isdigit()
-            and int(length) <= self._max_body
-        )
+        if (
+            b"origin" in headers
+            or b"transfer-encoding" in headers
+            or length is None
+            or not length.isdigit()
+            or int(length) > self._max_body
+        ):
+            return None
+        return bearer_token(_text(headers.get(b"authorization")))
 
-    async def _answer(self, room_id: str, headers: dict[bytes, bytes], body: bytes) -> Any:
+    async def _answer(self, room_id: str, token: str, body: bytes) -> Any:
         # The order of the Quart route: token, then JSON, then schema, then the use case.
-        token = bearer_token(_text(headers.get(b"authorization")))
-        if token is None:  # not plain: never routed here, kept for the type checker
-            raise Unauthorized("missing bearer token")
         user = await self._authenticate(token)
         try:
             data = orjson.loads(body)
@@ -138,12 +127,6 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1") if value is not None else None
 
 
-def _retry_after(error: DomainError) -> list[tuple[bytes, bytes]]:
-    if not isinstance(error, RateLimited):
-        return []
-    return [(b"retry-after", str(max(1, math.ceil(error.retry_after))).encode())]
-
-
 async def _read_body(receive: ASGIReceiveCallable) -> bytes:
     chunks = []
     while True:
@@ -157,7 +140,7 @@ async def _read_body(receive: ASGIReceiveCallable) -> bytes:
 
 
 async def _respond(
-    send: ASGISendCallable, status: int, answer: Any, headers: list[tuple[bytes, bytes]]
+    send: ASGISendCallable, status: int, answer: Any, headers: dict[str, str]
 ) -> None:
     body = orjson.dumps(answer) + b"\n"  # as Quart's JSON provider writes it
     start: HTTPResponseStartEvent = {
@@ -166,7 +149,7 @@ async def _respond(
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
-            *headers,
+            *((name.lower().encode(), value.encode()) for name, value in headers.items()),
             *_SECURITY_HEADERS,
         ],
         "trailers": False,

@@ -22,6 +22,12 @@ CORS_METHODS = "GET, POST, PATCH, DELETE, OPTIONS"
 CORS_HEADERS = "Authorization, Content-Type"
 CORS_MAX_AGE = "600"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# On every answer, beside "Vary: Origin" (and CORS headers for allowed origins).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
 
 
 def harden(app: Quart, cors_origins: list[str]) -> None:
@@ -47,9 +53,8 @@ def install_security_headers(app: Quart, cors_origins: list[str]) -> None:
     @app.after_request
     async def security_headers(response: Response) -> Response:
         headers = response.headers
-        headers.setdefault("X-Content-Type-Options", "nosniff")
-        headers.setdefault("Referrer-Policy", "no-referrer")
-        headers.setdefault("X-Frame-Options", "DENY")
+        for name, value in SECURITY_HEADERS.items():
+            headers.setdefault(name, value)
         if request.path in PAGES_WITH_CSP:
             headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
         origin = request.headers.get("Origin")
