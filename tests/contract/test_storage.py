@@ -25,6 +25,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_adapters.memory.storage import InMemoryUnitOfWorkFactory
+from chat_adapters.sql.checkpoints import (
+    BACKSTOP_AUTOCHECKPOINT_PAGES,
+    WalCheckpointer,
+    sqlite_file,
+)
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.migrate import migrate
 from chat_adapters.sql.tables import metadata
@@ -720,3 +725,60 @@ async def test_contacts_are_everyone_sharing_a_room_once(storage: UnitOfWorkFact
         contacts = await uow.rooms.contact_ids(ann.id)
         assert sorted(contacts) == sorted([ben.id, cat.id, dot.id])  # cat shares two rooms: once
         assert sorted(await uow.rooms.contact_ids(eve.id)) == [ben.id]
+
+
+# --- SQLite WAL checkpoints ---------------------------------------------------------------
+
+
+class WatchedCheckpointer(WalCheckpointer):
+    """Tells the test about each round that found the WAL written."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(database, interval=0.01)
+        self.copied_back = asyncio.Event()
+        self.loop = asyncio.get_running_loop()
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        busy, frames, done = super().checkpoint()
+        if frames > 0 and done == frames:
+            self.loop.call_soon_threadsafe(self.copied_back.set)  # this runs on a thread
+        return busy, frames, done
+
+
+async def test_sqlite_checkpoints_run_on_a_thread_and_the_loop_only_as_a_backstop(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/chat.db")
+    await migrate(engine)
+    storage = SqlAlchemyUnitOfWorkFactory(engine)
+    checkpointer = WatchedCheckpointer(str(tmp_path / "chat.db"))
+    try:
+        async with engine.connect() as conn:
+            autocheckpoint = (await conn.exec_driver_sql("PRAGMA wal_autocheckpoint")).scalar()
+        assert autocheckpoint == BACKSTOP_AUTOCHECKPOINT_PAGES
+        await checkpointer.start()
+        alice, bob = await add_users(storage, "alice", "bob")
+        room = await add_room(storage, alice, bob)
+        for n in range(20):
+            await store(storage, room, alice, f"m{n}")
+        # A round copies the whole WAL back into the database beside the writer.
+        await asyncio.wait_for(checkpointer.copied_back.wait(), 10)
+        assert some(checkpointer.last)[0] == 0  # not busy: it never waited for the writer
+        assert [
+            m.body
+            for m in (
+                await read(
+                    storage,
+                    lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=50),
+                )
+            )[0]
+        ] == [f"m{n}" for n in range(20)]
+    finally:
+        await checkpointer.close()
+        await engine.dispose()
+
+
+def test_only_sqlite_files_are_checkpointed(tmp_path: Path) -> None:
+    assert sqlite_file(create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.db")) == f"{tmp_path}/c.db"
+    assert sqlite_file(create_engine("sqlite+aiosqlite:///:memory:")) is None
+    assert sqlite_file(create_engine("postgresql+asyncpg://postgres@127.0.0.1/x")) is None

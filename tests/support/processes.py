@@ -27,6 +27,8 @@ def free_port() -> int:
 def clean_env(extra: Mapping[str, str]) -> dict[str, str]:
     """The parent's environment without any CHAT_* of the developer's, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CHAT_")}
+    # A process that crashes (a signal, not an exception) leaves its stacks in its log.
+    env["PYTHONFAULTHANDLER"] = "1"
     env.update(extra)
     return env
 

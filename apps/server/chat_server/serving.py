@@ -13,7 +13,7 @@ from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework, ASGIReceiveCallable, ASGISendCallable, Scope
 
 from chat_bootstrap.container import build_container
-from chat_bootstrap.runtime import running
+from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
 from chat_server.app import create_app
 from chat_worker.consumer import MessageConsumer
@@ -150,6 +150,7 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         config.graceful_timeout = 5
         config.websocket_ping_interval = None
         log.info("serving on http://%s:%d", host, port)
+        freeze_startup_heap()
         await serve(app, config, shutdown_trigger=shutdown_trigger)
     # Leaving `running` closed the broker, which ended the consumer after the message in hand.
     if consuming is not None:

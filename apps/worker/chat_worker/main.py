@@ -7,7 +7,7 @@ import logging
 import signal
 
 from chat_bootstrap.container import build_container
-from chat_bootstrap.runtime import running
+from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
 from chat_worker.consumer import MessageConsumer
 
@@ -24,6 +24,7 @@ async def run_worker(settings: Settings) -> None:
         consumer = MessageConsumer(
             container.broker(), container.store_messages(), container.clock()
         )
+        freeze_startup_heap()
         consuming = asyncio.create_task(consumer.run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from chat_adapters.sql.checkpoints import checkpointing
 from chat_adapters.sql.migrate import migrate
 from chat_bootstrap.container import Container
 
@@ -23,7 +25,8 @@ async def running(container: Container) -> AsyncIterator[Container]:
     broker = container.broker()
     await broker.start()
     try:
-        yield container
+        async with checkpointing(engine):
+            yield container
     finally:
         await broker.close()
         if container.role() == "worker":
@@ -40,3 +43,15 @@ async def running(container: Container) -> AsyncIterator[Container]:
             if close_limiter is not None:
                 await close_limiter()
         await engine.dispose()
+
+
+def freeze_startup_heap() -> None:
+    """Take what start-up allocated out of the garbage collector's sight, before serving.
+
+    Imports, the container and the app leave ~150k objects that live as long as the
+    process; every full collection walked them all again, 90-130 ms with the node stalled
+    (measured under the bench, several times a minute). Frozen, a collection walks only
+    what the running service allocated since.
+    """
+    gc.collect()
+    gc.freeze()

@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
+from chat_adapters.sql.checkpoints import BACKSTOP_AUTOCHECKPOINT_PAGES
 from chat_adapters.sql.sqlite_inline import inline_connector
 from chat_domain.errors import Unavailable
 
@@ -47,6 +49,9 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
     engine = create_async_engine(
         url,
         async_creator=inline_connector(database or ":memory:"),
+        # Named, since SQLAlchemy would pick a StaticPool for ":memory:" and refuse the size:
+        # an in-memory database then lives as long as this one pooled connection.
+        poolclass=AsyncAdaptedQueuePool,
         pool_size=1,
         max_overflow=0,
         pool_timeout=30,
@@ -64,6 +69,8 @@ def _sqlite_engine(url: URL) -> AsyncEngine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints (the disk syncs) run on a thread: see chat_adapters.sql.checkpoints.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_AUTOCHECKPOINT_PAGES}")
         finally:
             cursor.close()
 
