@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -725,6 +726,96 @@ async def test_contacts_are_everyone_sharing_a_room_once(storage: UnitOfWorkFact
         contacts = await uow.rooms.contact_ids(ann.id)
         assert sorted(contacts) == sorted([ben.id, cat.id, dot.id])  # cat shares two rooms: once
         assert sorted(await uow.rooms.contact_ids(eve.id)) == [ben.id]
+
+
+# --- reading units ------------------------------------------------------------------------
+
+
+async def test_a_reading_unit_sees_what_is_committed_and_cannot_commit(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    message = await store(storage, room, alice, "hello")
+    async with storage.reading() as uow:
+        assert await uow.users.get(bob.id) == bob
+        assert await uow.messages.check_send(room.id, bob.id, message.id) == (True, message)
+        page, _ = await uow.messages.page(room.id, after_seq=0, before_seq=None, limit=10)
+        assert page == [message]
+        with pytest.raises(RuntimeError):
+            await uow.commit()
+
+
+async def _transactions_held(engine: AsyncEngine) -> bool:
+    """Whether a connection of ``engine``'s database holds a transaction open right now."""
+    if engine.url.get_backend_name() == "sqlite":
+        # A unit of work takes SQLite's write lock at BEGIN IMMEDIATE and holds it.
+        probe = sqlite3.connect(some(engine.url.database), timeout=0, isolation_level=None)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            return False
+        except sqlite3.OperationalError:  # database is locked
+            return True
+        finally:
+            probe.close()
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    probe = await asyncpg.connect(dsn)
+    try:
+        held: int = await probe.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND state LIKE 'idle in transaction%'"
+        )
+        return held > 0
+    finally:
+        await probe.close()
+
+
+async def test_a_reading_unit_holds_no_transaction_between_its_reads(
+    sql_engine: AsyncEngine,
+) -> None:
+    storage = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    (alice,) = await add_users(storage, "alice")
+    async with storage() as uow:
+        await uow.users.get(alice.id)
+        assert await _transactions_held(sql_engine)  # the probe can tell
+    async with storage.reading() as uow:
+        await uow.users.get(alice.id)
+        assert not await _transactions_held(sql_engine)
+        assert await uow.users.get(alice.id) == alice
+
+
+# --- connections the server dropped -------------------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_connections_the_server_closed_are_replaced_without_an_error(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    engine = await _sql_engine("postgres", request, tmp_path)
+    storage = SqlAlchemyUnitOfWorkFactory(engine)
+    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        (alice,) = await add_users(storage, "alice")
+        for unit in (storage.reading, storage):
+            async with storage() as uow:  # a connection in the pool, idle
+                assert await uow.users.get(alice.id) == alice
+            # As a restart does: the server ends every connection of the database.
+            admin = await asyncpg.connect(dsn)
+            try:
+                pids = await admin.fetch(
+                    "SELECT pid FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                assert pids
+                for row in pids:  # waits (up to 5 s) until each has ended
+                    assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", row[0])
+            finally:
+                await admin.close()
+            async with unit() as uow:
+                assert await uow.users.get(alice.id) == alice
+    finally:
+        await engine.dispose()
 
 
 # --- SQLite WAL checkpoints ---------------------------------------------------------------

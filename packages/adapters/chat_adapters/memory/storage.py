@@ -62,19 +62,22 @@ class _State:
 
 class InMemoryUnitOfWork(UnitOfWork):
     """Reads see committed data until the first write; from then on the unit works on a
-    private copy taken under the writers' lock, published on commit, dropped on rollback."""
+    private copy taken under the writers' lock, published on commit, dropped on rollback.
+    A reading unit refuses to write, as the port says."""
 
-    def __init__(self, factory: InMemoryUnitOfWorkFactory) -> None:
-        self._factory = factory
+    def __init__(self, factory: InMemoryUnitOfWorkFactory, read_only: bool = False) -> None:
+        self._factory, self._read_only = factory, read_only
         self._work: _State | None = None
         self.users = InMemoryUserRepository(self)
         self.rooms = InMemoryRoomRepository(self)
         self.messages = InMemoryMessageRepository(self)
 
-    def reading(self) -> _State:
+    def read_state(self) -> _State:
         return self._work if self._work is not None else self._factory.state
 
-    async def writing(self) -> _State:
+    async def write_state(self) -> _State:
+        if self._read_only:
+            raise RuntimeError("a reading unit of work cannot write")
         if self._work is None:
             try:
                 async with asyncio.timeout(LOCK_TIMEOUT_S):
@@ -89,6 +92,8 @@ class InMemoryUnitOfWork(UnitOfWork):
         self._factory.lock.release()
 
     async def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a reading unit of work cannot commit")
         if self._work is not None:
             self._factory.state = self._work
             self._release()
@@ -108,6 +113,9 @@ class InMemoryUnitOfWorkFactory(UnitOfWorkFactory):
     def __call__(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
 
+    def reading(self) -> InMemoryUnitOfWork:
+        return InMemoryUnitOfWork(self, read_only=True)
+
     async def check(self) -> None:
         return None  # always there
 
@@ -119,7 +127,7 @@ class InMemoryUserRepository(UserRepository):
         self._uow = uow
 
     async def add(self, user: User) -> None:
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         if user.username in state.user_ids_by_name or user.id in state.users:
             raise Conflict("username: already taken")
         user = replace(user, created_at=_utc(user.created_at))
@@ -127,15 +135,15 @@ class InMemoryUserRepository(UserRepository):
         state.user_ids_by_name[user.username] = user.id
 
     async def get(self, user_id: str) -> User | None:
-        return self._uow.reading().users.get(user_id)
+        return self._uow.read_state().users.get(user_id)
 
     async def get_by_username(self, username: str) -> User | None:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         user_id = state.user_ids_by_name.get(username.lower())
         return state.users.get(user_id) if user_id else None
 
     async def search(self, prefix: str, limit: int) -> list[User]:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         names = sorted(n for n in state.user_ids_by_name if n.startswith(prefix.lower()))
         return [state.users[state.user_ids_by_name[n]] for n in names[:limit]]
 
@@ -147,7 +155,7 @@ class InMemoryRoomRepository(RoomRepository):
         self._uow = uow
 
     async def add(self, room: Room) -> None:
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         if room.id in state.rooms or (
             room.direct_key is not None and room.direct_key in state.room_ids_by_direct_key
         ):
@@ -158,15 +166,15 @@ class InMemoryRoomRepository(RoomRepository):
             state.room_ids_by_direct_key[room.direct_key] = room.id
 
     async def get(self, room_id: str) -> Room | None:
-        return self._uow.reading().rooms.get(room_id)
+        return self._uow.read_state().rooms.get(room_id)
 
     async def get_direct(self, direct_key: str) -> Room | None:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         room_id = state.room_ids_by_direct_key.get(direct_key)
         return state.rooms.get(room_id) if room_id else None
 
     async def add_member(self, membership: Membership) -> None:
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         key = (membership.room_id, membership.user_id)
         # The SQL adapter's primary and foreign keys say the same.
         if key in state.memberships:
@@ -176,22 +184,22 @@ class InMemoryRoomRepository(RoomRepository):
         state.memberships[key] = replace(membership, joined_at=_utc(membership.joined_at))
 
     async def remove_member(self, room_id: str, user_id: str) -> None:
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         state.memberships.pop((room_id, user_id), None)
 
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
-        return self._uow.reading().memberships.get((room_id, user_id))
+        return self._uow.read_state().memberships.get((room_id, user_id))
 
     async def get_with_membership(
         self, room_id: str, user_id: str
     ) -> tuple[Room, Membership] | None:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         membership = state.memberships.get((room_id, user_id))
         room = state.rooms.get(room_id) if membership else None
         return (room, membership) if room and membership else None
 
     async def members(self, room_id: str) -> list[Member]:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         members = [
             Member(m, state.users[m.user_id].username)
             for (rid, _), m in state.memberships.items()
@@ -204,17 +212,17 @@ class InMemoryRoomRepository(RoomRepository):
         return members
 
     async def member_ids(self, room_id: str) -> list[str]:
-        return [uid for (rid, uid) in self._uow.reading().memberships if rid == room_id]
+        return [uid for (rid, uid) in self._uow.read_state().memberships if rid == room_id]
 
     async def member_ids_of(self, room_ids: Collection[str]) -> dict[str, list[str]]:
         wanted, found = set(room_ids), dict[str, list[str]]()
-        for rid, uid in self._uow.reading().memberships:
+        for rid, uid in self._uow.read_state().memberships:
             if rid in wanted:
                 found.setdefault(rid, []).append(uid)
         return found
 
     async def summaries_for(self, user_id: str) -> list[RoomSummary]:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         summaries = []
         for (room_id, uid), membership in state.memberships.items():
             if uid != user_id:
@@ -243,10 +251,10 @@ class InMemoryRoomRepository(RoomRepository):
         return summaries
 
     async def room_ids_of(self, user_id: str) -> list[str]:
-        return [rid for (rid, uid) in self._uow.reading().memberships if uid == user_id]
+        return [rid for (rid, uid) in self._uow.read_state().memberships if uid == user_id]
 
     async def contact_ids(self, user_id: str) -> list[str]:
-        memberships = self._uow.reading().memberships
+        memberships = self._uow.read_state().memberships
         rooms = {rid for (rid, uid) in memberships if uid == user_id}
         return list(
             dict.fromkeys(uid for (rid, uid) in memberships if rid in rooms and uid != user_id)
@@ -256,7 +264,7 @@ class InMemoryRoomRepository(RoomRepository):
         if count < 1:
             raise ValueError("count must be at least 1")
         # Holding the writers' lock until commit or rollback is what serialises a room.
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         room = state.rooms.get(room_id)
         if room is None:
             raise NotFound("room not found")
@@ -271,7 +279,7 @@ class InMemoryRoomRepository(RoomRepository):
     ) -> Membership | None:
         if delivered_seq is None and read_seq is None:
             return await self.get_membership(room_id, user_id)
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         membership = state.memberships.get((room_id, user_id))
         if membership is None:
             return None
@@ -294,7 +302,7 @@ class InMemoryMessageRepository(MessageRepository):
     async def add(self, message: Message) -> None:
         if message.seq is None:
             raise ValueError("a message is stored with its seq")
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         key = (message.room_id, message.seq)
         # The SQL adapter's primary, unique and foreign keys say the same.
         if message.id in state.messages or key in state.message_ids_by_seq:
@@ -313,23 +321,23 @@ class InMemoryMessageRepository(MessageRepository):
             await self.add(message)
 
     async def get(self, message_id: str) -> Message | None:
-        return self._uow.reading().messages.get(message_id)
+        return self._uow.read_state().messages.get(message_id)
 
     async def check_send(
         self, room_id: str, sender_id: str, message_id: str
     ) -> tuple[bool, Message | None]:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         if (room_id, sender_id) not in state.memberships:
             return False, None
         stored = state.messages.get(message_id)
         return True, stored if stored is not None and stored.room_id == room_id else None
 
     async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
-        stored = self._uow.reading().messages
+        stored = self._uow.read_state().messages
         return {mid: stored[mid] for mid in message_ids if mid in stored}
 
     async def update(self, message: Message) -> None:
-        state = await self._uow.writing()
+        state = await self._uow.write_state()
         stored = state.messages.get(message.id)
         if stored is None:
             return
@@ -344,7 +352,7 @@ class InMemoryMessageRepository(MessageRepository):
     async def page(
         self, room_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
     ) -> tuple[list[Message], bool]:
-        state = self._uow.reading()
+        state = self._uow.read_state()
         seqs = sorted(
             seq
             for (rid, seq) in state.message_ids_by_seq

@@ -28,11 +28,16 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
     The connection goes back to the pool when the ``async with`` block ends; leaving
     without ``commit`` rolls back. After ``commit`` the next statement opens a new
-    transaction on the same connection.
+    transaction on the same connection. A reading unit (on ``reading_engine``) runs its
+    statements in autocommit and cannot commit.
+
+    If the first statement finds its pooled connection dead (the database restarted, or
+    the network dropped it), nothing has run in the unit yet: it starts again, once, on
+    a new connection.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, read_only: bool = False) -> None:
+        self._engine, self._read_only = engine, read_only
         self._conn: AsyncConnection | None = None
         self.users = SqlAlchemyUserRepository(self)
         self.rooms = SqlAlchemyRoomRepository(self)
@@ -51,6 +56,14 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     ) -> CursorResult[Any]:
         """Run ``statement`` in this unit's transaction (begun on first use)."""
         with translate_errors():
+            first = self._conn is None
+            conn = await self._connection()
+            try:
+                return await conn.execute(statement, params)
+            except DBAPIError as exc:
+                if not (first and exc.connection_invalidated):
+                    raise
+            await self._release()
             conn = await self._connection()
             return await conn.execute(statement, params)
 
@@ -69,6 +82,8 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 raise Conflict(conflict) from exc
 
     async def commit(self) -> None:
+        if self._read_only:
+            raise RuntimeError("a reading unit of work cannot commit")
         if self._conn is not None and self._conn.in_transaction():
             with translate_errors():
                 await self._conn.commit()
@@ -91,12 +106,15 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
                 raise
             # The block already failed (likely for the same reason): keep its error.
         finally:
-            if self._conn is not None:
-                conn, self._conn = self._conn, None
-                # A dead connection is invalidated by the pool; closing it must not mask
-                # the error that brought us here.
-                with contextlib.suppress(DBAPIError, OSError):
-                    await conn.close()
+            await self._release()
+
+    async def _release(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            # A dead connection is invalidated by the pool; closing it must not mask
+            # the error that brought us here.
+            with contextlib.suppress(DBAPIError, OSError):
+                await conn.close()
 
 
 class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
@@ -104,9 +122,13 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._reading_engine = engines.reading_engine(engine)
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self._engine)
+
+    def reading(self) -> SqlAlchemyUnitOfWork:
+        return SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
 
     async def check(self) -> None:
         await engines.check(self._engine)

@@ -155,6 +155,14 @@ class UnitOfWorkFactory(ABC):
     @abstractmethod
     def __call__(self) -> UnitOfWork: ...
 
+    def reading(self) -> UnitOfWork:
+        """A unit that only reads and cannot commit: each read sees what is committed,
+        with no transaction opened and closed around the reads, which saves work on the
+        hot paths that only check (a send's membership, history, a token's user). Reads
+        of one such unit may see different commits, as in a READ COMMITTED transaction.
+        """
+        return self()
+
     @abstractmethod
     async def check(self) -> None:
         """Raise ``Unavailable`` if the database does not answer (readiness probe)."""

@@ -31,7 +31,7 @@ class RegisterUser:
         username = normalise_username(username)
         check_password(password)
         name = normalise_display_name(display_name, username)
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             if await uow.users.get_by_username(username):
                 raise Conflict("username: already taken")
         # Hash outside the transaction: it is slow on purpose.
@@ -58,7 +58,7 @@ class LogIn:
         self._uow, self._hasher, self._tokens = uow, hasher, tokens
 
     async def __call__(self, username: str, password: str) -> Session:
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             user = await uow.users.get_by_username(username.strip().lower())
         # One answer for an unknown user and a wrong password, so names cannot be probed.
         if user is None or not await self._hasher.verify(user.password_hash, password):
@@ -90,7 +90,7 @@ class Authenticate:
         if user is not None:
             self._known.move_to_end(user_id)
             return user
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             user = await uow.users.get(user_id)
         if user is None:
             raise Unauthorized("invalid access token")
@@ -108,5 +108,5 @@ class SearchUsers:
 
     async def __call__(self, prefix: str) -> list[User]:
         prefix = prefix.strip().lower()
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             return await uow.users.search(prefix, USER_SEARCH_LIMIT)

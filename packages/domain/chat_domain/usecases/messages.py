@@ -67,7 +67,7 @@ class SendMessage:
             if client_msg_id
             else self._ids.new_id()
         )
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             # A non-member learns nothing: not that the room exists, nor a message in it.
             member, stored = await uow.messages.check_send(room_id, sender_id, message_id)
         if not member:
@@ -165,7 +165,7 @@ class ListHistory:
         for name, value in (("after_seq", after_seq), ("before_seq", before_seq)):
             if value is not None and not 0 <= value <= SEQ_MAX:
                 raise InvalidInput(f"{name}: must be 0..{SEQ_MAX}")
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             await require_member(uow, room_id, user_id)
             messages, has_more = await uow.messages.page(
                 room_id, after_seq=after_seq, before_seq=before_seq, limit=page_size

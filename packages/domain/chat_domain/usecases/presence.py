@@ -16,7 +16,7 @@ PRESENCE = "presence"
 
 async def contacts_of(uow_factory: UnitOfWorkFactory, user_id: str) -> list[str]:
     """Every user who shares at least one room with ``user_id``, not the user."""
-    async with uow_factory() as uow:
+    async with uow_factory.reading() as uow:
         return await uow.rooms.contact_ids(user_id)
 
 

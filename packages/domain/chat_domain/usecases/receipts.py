@@ -56,6 +56,6 @@ class ListReceipts:
         self._uow = uow
 
     async def __call__(self, user_id: str, room_id: str) -> list[Membership]:
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             await require_member(uow, room_id, user_id)
             return [m.membership for m in await uow.rooms.members(room_id)]

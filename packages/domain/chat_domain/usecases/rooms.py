@@ -155,7 +155,7 @@ class GetRoom:
         self._uow = uow
 
     async def __call__(self, user_id: str, room_id: str) -> RoomDetails:
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             room, _ = await require_member(uow, room_id, user_id)
             return RoomDetails(room, await uow.rooms.members(room_id))
 
@@ -167,7 +167,7 @@ class ListRooms:
         self._uow = uow
 
     async def __call__(self, user_id: str) -> list[RoomSummary]:
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             return await uow.rooms.summaries_for(user_id)
 
 
@@ -241,7 +241,7 @@ class RelayTyping:
         self._uow, self._notifier = uow, notifier
 
     async def __call__(self, user_id: str, room_id: str, is_typing: bool) -> None:
-        async with self._uow() as uow:
+        async with self._uow.reading() as uow:
             await require_member(uow, room_id, user_id)
             others = [uid for uid in await uow.rooms.member_ids(room_id) if uid != user_id]
         await self._notifier.emit_to_users(
