@@ -54,7 +54,15 @@ _NO_BEGIN = "chat_no_begin"
 
 
 def _postgresql_engine(url: URL) -> AsyncEngine:
-    engine = create_async_engine(url)
+    # Every statement planned for its parameters and the tables' current size. asyncpg
+    # prepares each statement once per connection, and PostgreSQL then reuses a generic
+    # plan made when it was first run: on a new database, when the tables were nearly
+    # empty, that was a sequential scan of messages per stored batch, kept while the
+    # table grew (until an autovacuum ANALYZE, a minute or more later). Planning these
+    # one-row lookups again costs tens of microseconds each.
+    engine = create_async_engine(
+        url, connect_args={"server_settings": {"plan_cache_mode": "force_custom_plan"}}
+    )
 
     # A restarted PostgreSQL closes its connections, and asyncpg notices by itself; such a
     # connection is dropped at checkout and the pool hands out a fresh one (SQLAlchemy's
