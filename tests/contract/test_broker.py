@@ -11,7 +11,7 @@ import functools
 import logging
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.rabbitmq.codec import decode
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBroker, MessageHandler
+from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
 from tests.support.services import RABBITMQ, in_ci, require
 
 WAIT = 20.0  # upper bound for anything we wait for; a pass takes far less
@@ -67,11 +67,14 @@ class Harness:
     make: Callable[..., Awaitable[MessageBroker]]  # a started broker on the same queues
     dead_letter: Callable[[], Awaitable[Message]]  # the next dead-lettered message
     wait_consumers: Callable[[int], Awaitable[None]]  # until every queue has that many
+    wait_delivered: Callable[[], Awaitable[None]]  # until no message waits in a queue
     publisher: MessageBroker = field(init=False)
     prefix: str = ""
     workers: list[Worker] = field(default_factory=list)
 
-    async def worker(self, handler: MessageHandler, broker: MessageBroker | None = None) -> Worker:
+    async def worker(
+        self, handler: MessageBatchHandler, broker: MessageBroker | None = None
+    ) -> Worker:
         broker = broker or self.publisher
         worker = Worker(broker, asyncio.create_task(broker.consume(handler)))
         self.workers.append(worker)
@@ -102,7 +105,10 @@ async def memory_harness() -> AsyncIterator[Harness]:
     async def no_wait(_: int) -> None:
         return None
 
-    harness = Harness("memory", same, dead_letter, no_wait)
+    async def delivered() -> None:
+        return None  # one process: a published message is in the consumer's reach at once
+
+    harness = Harness("memory", same, dead_letter, no_wait, delivered)
     harness.publisher = broker
     try:
         yield harness
@@ -162,8 +168,19 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
     async def dead_letter() -> Message:
         return await dead.get()
 
+    async def wait_delivered() -> None:
+        # A passive declare counts the ready messages only, not those delivered unacked.
+        while True:
+            ready = 0
+            for name in publisher.queue_names():
+                queue = await admin_channel.get_queue(name)
+                ready += queue.declaration_result.message_count or 0
+            if ready == 0:
+                return
+            await asyncio.sleep(0.05)
+
     admin = await aio_pika.connect(url)
-    harness = Harness("rabbitmq", make, dead_letter, wait_consumers, prefix=prefix)
+    harness = Harness("rabbitmq", make, dead_letter, wait_consumers, wait_delivered, prefix=prefix)
     try:
         admin_channel = await admin.channel()
         publisher = cast(RabbitMQBroker, await make())
@@ -192,24 +209,39 @@ async def harness(request: pytest.FixtureRequest) -> AsyncIterator[Harness]:
         yield h
 
 
+Work = Callable[[Message], Awaitable[None]]
+
+
 class Recorder:
-    """A handler that records what it stored, per room, and lets a test wait for it."""
+    """A batch handler that records what it stored, per room, and lets a test wait for it.
+
+    Like the real consumer, a batch is stored whole or not at all: one message that
+    raises fails its whole batch. ``alone`` counts the attempts at a message on its own.
+    """
 
     def __init__(self) -> None:
         self.stored: dict[str, list[str]] = defaultdict(list)
         self.attempts: dict[str, int] = defaultdict(int)
+        self.alone: dict[str, int] = defaultdict(int)
+        self.batches: list[int] = []
         self.count = 0
         self._changed = asyncio.Condition()
 
-    async def __call__(self, msg: Message) -> None:
-        await self.run(msg, self.handle)
+    async def __call__(self, batch: Sequence[Message]) -> None:
+        await self.run(batch, self.handle)
 
-    async def run(self, msg: Message, work: MessageHandler) -> None:
-        self.attempts[msg.id] += 1
-        await work(msg)
-        self.stored[msg.room_id].append(msg.id)
+    async def run(self, batch: Sequence[Message], work: Work) -> None:
+        for msg in batch:
+            self.attempts[msg.id] += 1
+            if len(batch) == 1:
+                self.alone[msg.id] += 1
+        for msg in batch:
+            await work(msg)
+        self.batches.append(len(batch))
+        for msg in batch:
+            self.stored[msg.room_id].append(msg.id)
         async with self._changed:
-            self.count += 1
+            self.count += len(batch)
             self._changed.notify_all()
 
     async def handle(self, msg: Message) -> None:
@@ -240,7 +272,8 @@ async def test_round_trip_keeps_every_field(harness: Harness) -> None:
     )
     received: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
 
-    async def handler(msg: Message) -> None:
+    async def handler(batch: Sequence[Message]) -> None:
+        (msg,) = batch
         received.set_result(msg)
 
     await harness.publisher.publish(sent)
@@ -266,6 +299,28 @@ async def test_room_order_holds_across_many_rooms(harness: Harness) -> None:
     assert recorder.stored == published
 
 
+async def test_what_waits_in_a_partition_comes_as_one_batch_in_order(harness: Harness) -> None:
+    msgs = [message("room-batch", n) for n in range(10)]
+    first_in_hand, release = asyncio.Event(), asyncio.Event()
+
+    class HoldsTheFirst(Recorder):
+        async def handle(self, msg: Message) -> None:
+            first_in_hand.set()
+            await release.wait()
+
+    recorder = HoldsTheFirst()
+    await harness.worker(recorder)
+    await harness.publisher.publish(msgs[0])
+    await asyncio.wait_for(first_in_hand.wait(), WAIT)
+    for msg in msgs[1:]:
+        await harness.publisher.publish(msg)
+    await asyncio.wait_for(harness.wait_delivered(), WAIT)  # all in the worker's hands
+    release.set()
+    await recorder.wait_for(10)
+    assert recorder.batches == [1, 9]
+    assert recorder.stored["room-batch"] == [m.id for m in msgs]
+
+
 async def test_failed_handler_gets_the_message_again_in_order(harness: Harness) -> None:
     msgs = [message("room-retry", n) for n in range(5)]
     flaky = msgs[1].id
@@ -282,6 +337,7 @@ async def test_failed_handler_gets_the_message_again_in_order(harness: Harness) 
     await recorder.wait_for(5)
     assert recorder.stored["room-retry"] == [m.id for m in msgs]
     assert recorder.attempts[flaky] == 2
+    assert recorder.count == 5  # stored once each, whatever batches they came in
 
 
 async def test_poison_message_is_dead_lettered_and_the_room_moves_on(
@@ -301,7 +357,7 @@ async def test_poison_message_is_dead_lettered_and_the_room_moves_on(
         await harness.publisher.publish(nxt)
         await recorder.wait_for(1)
     assert recorder.stored["room-poison"] == [nxt.id]
-    assert recorder.attempts[poison.id] == 3  # max_attempts
+    assert recorder.alone[poison.id] == 3  # max_attempts on its own
     assert await asyncio.wait_for(harness.dead_letter(), WAIT) == poison
     assert any(r.levelno == logging.ERROR and poison.id in r.getMessage() for r in caplog.records)
 
@@ -310,7 +366,7 @@ async def test_no_ack_before_the_handler_returns(harness: Harness) -> None:
     msg = message("room-crash")
     started = asyncio.Event()
 
-    async def hangs(_: Message) -> None:
+    async def hangs(_: Sequence[Message]) -> None:
         started.set()
         await asyncio.Event().wait()  # the worker dies before this returns
 
@@ -330,10 +386,10 @@ async def test_close_lets_the_message_in_hand_finish(harness: Harness) -> None:
     started, release = asyncio.Event(), asyncio.Event()
     finished: list[str] = []
 
-    async def slow(msg: Message) -> None:
+    async def slow(batch: Sequence[Message]) -> None:
         started.set()
         await release.wait()
-        finished.append(msg.id)
+        finished.extend(msg.id for msg in batch)
 
     broker = await harness.make()
     await harness.worker(slow, broker)
@@ -392,7 +448,7 @@ async def test_two_workers_never_share_a_room_and_one_takes_over(harness: Harnes
     a_did_some, release = asyncio.Event(), asyncio.Event()
     recorder = Recorder()
 
-    def as_worker(name: str) -> MessageHandler:
+    def as_worker(name: str) -> MessageBatchHandler:
         async def work(msg: Message) -> None:
             if msg.room_id in busy:
                 overlaps.append(msg.id)

@@ -94,7 +94,13 @@ class Scene:
     async def check(
         self, fault: str, accepted_ids: list[str], unavailable: int, api: Api | None = None
     ) -> None:
-        stored = await wait_stored(api or self.apis[1], self.alice, self.room, len(accepted_ids))
+        try:
+            stored = await wait_stored(
+                api or self.apis[1], self.alice, self.room, len(accepted_ids)
+            )
+        except TimeoutError as exc:  # say what the workers were doing
+            logs = "\n".join(f"--- {w.name}\n{w.log()[-4000:]}" for w in self.nodes.workers)
+            raise TimeoutError(f"{exc}\n{logs}") from exc
         assert_exactly_once_in_order(stored, accepted_ids)
         delivered = {
             "bob": await delivered_to(self.bob_socket, self.room, stored),

@@ -98,3 +98,45 @@ async def test_a_quiet_consumer_stores_each_message_at_once(world: World, count:
     await broker.close()
     await consuming
     assert store.batches == [1] * count  # one partition: a room's next waits for its ack
+
+
+async def test_a_rooms_backlog_is_stored_in_one_transaction_in_order(world: World) -> None:
+    alice = await world.user("alice")
+    room = await world.room(alice)
+    broker = InMemoryBroker(partitions=1)
+    for n in range(10):  # waiting before the consumer starts: one partition's batch
+        await broker.publish(
+            Message(world.ids.new_id(), room.id, alice.id, f"{n}", world.clock.now())
+        )
+    store = ObservedStore(world)
+    consuming = await consume(world, broker, store)
+    await world.notifier.wait_for(alice.id, "message:new", 10, WAIT_S)
+    await broker.close()
+    await consuming
+    events = world.notifier.events_for(alice.id, "message:new")
+    assert store.batches == [10]
+    assert [(e["seq"], e["body"]) for e in events] == [(n + 1, f"{n}") for n in range(10)]
+
+
+async def test_a_bad_message_in_a_rooms_batch_fails_alone_and_the_room_keeps_its_order(
+    world: World,
+) -> None:
+    alice = await world.user("alice")
+    room = await world.room(alice)
+    broker = InMemoryBroker(partitions=1, max_attempts=2, retry_backoff=0.001)
+    first = Message(world.ids.new_id(), room.id, alice.id, "first", world.clock.now())
+    # Same partition (there is one), a room that does not exist: storing it fails.
+    bad = Message(world.ids.new_id(), "no-such-room", alice.id, "bad", world.clock.now())
+    last = Message(world.ids.new_id(), room.id, alice.id, "last", world.clock.now())
+    for message in (first, bad, last):
+        await broker.publish(message)
+    store = ObservedStore(world)
+    consuming = await consume(world, broker, store)
+    await world.notifier.wait_for(alice.id, "message:new", 2, WAIT_S)
+    await broker.close()
+    await consuming
+    events = world.notifier.events_for(alice.id, "message:new")
+    assert [(e["seq"], e["body"]) for e in events] == [(1, "first"), (2, "last")]
+    # The batch of three failed, then each alone: first, bad twice (max_attempts), last.
+    assert store.batches == [3, 1, 1, 1, 1]
+    assert broker.dead_letters == [bad]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 
 from chat_domain.entities import Message
 from chat_domain.ports.broker import MessageBroker
@@ -13,23 +14,24 @@ from chat_worker.metrics import CONSUME_SECONDS, MESSAGES_FAILED, MESSAGES_STORE
 
 log = logging.getLogger("chat.worker")
 
-BATCH_MAX = 64
+# Messages in one transaction at most (whole broker batches are never split).
+TRANSACTION_MAX = 256
 
-_Waiting = tuple[Message, "asyncio.Future[None]"]
+_Waiting = tuple[Sequence[Message], "asyncio.Future[None]"]
 
 
 class MessageConsumer:
-    """Stores what the broker delivers, acknowledging each message only once it is stored.
+    """Stores what the broker delivers, acknowledging messages only once they are stored.
 
-    The broker hands messages over concurrently (one in hand per partition). Each
-    handler call queues its message and waits; one flush at a time stores everything
-    queued in one transaction (group commit), so under load a transaction carries many
-    messages, and alone a message is stored at once. A room's next message is only
-    delivered after its handler returned, so batching never reorders a room.
+    The broker hands over batches concurrently (one per partition). Each handler call
+    queues its batch and waits; one flush at a time stores everything queued in one
+    transaction (group commit), so under load a transaction carries many messages, and
+    alone a batch is stored at once. A partition's next batch is only delivered after its
+    handler returned, so group commit never reorders a room.
 
-    If a batch fails, its messages are stored one by one, so that one bad message fails
-    alone. A failure is logged and re-raised to the broker, which redelivers the message
-    (and dead-letters it after its attempts run out); nothing is acknowledged unstored.
+    If a transaction of several batches fails, each batch is stored on its own, so that
+    a bad message fails only its own batch; the broker then retries that batch's messages
+    one by one. Nothing is acknowledged unstored.
     """
 
     def __init__(self, broker: MessageBroker, store_messages: StoreMessages, clock: Clock) -> None:
@@ -41,39 +43,49 @@ class MessageConsumer:
         log.info("consuming accepted messages")
         await self._broker.consume(self._handle)
 
-    async def _handle(self, message: Message) -> None:
+    async def _handle(self, batch: Sequence[Message]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queued.append((message, done))
+        self._queued.append((batch, done))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
-        await done  # a cancelled handler leaves its message unacknowledged, as before
-        MESSAGES_STORED.inc()
-        CONSUME_SECONDS.observe((self._clock.now() - message.created_at).total_seconds())
+        try:
+            await done  # a cancelled handler leaves its messages unacknowledged
+        except Exception:
+            MESSAGES_FAILED.inc(len(batch))
+            raise
+        MESSAGES_STORED.inc(len(batch))
+        now = self._clock.now()
+        for message in batch:
+            CONSUME_SECONDS.observe((now - message.created_at).total_seconds())
 
     async def _flush(self) -> None:
         try:
             while self._queued:
-                batch, self._queued = self._queued[:BATCH_MAX], self._queued[BATCH_MAX:]
-                await self._store_batch(batch)
+                size, count = 0, 0
+                for queued, _ in self._queued:
+                    if count and size + len(queued) > TRANSACTION_MAX:
+                        break
+                    size, count = size + len(queued), count + 1
+                group, self._queued = self._queued[:count], self._queued[count:]
+                await self._store_group(group)
         finally:
             self._flushing = None
 
-    async def _store_batch(self, batch: list[_Waiting]) -> None:
-        if len(batch) > 1:
+    async def _store_group(self, group: list[_Waiting]) -> None:
+        if len(group) > 1:
             try:
-                await self._store([message for message, _ in batch])
+                await self._store([message for batch, _ in group for message in batch])
             except Exception:
-                log.warning("storing a batch of %d failed; storing one by one", len(batch))
+                log.warning("storing %d batches together failed; storing each alone", len(group))
             else:
-                for _, done in batch:
+                for _, done in group:
                     _settle(done)
                 return
-        for message, done in batch:
+        for batch, done in group:
             try:
-                await self._store([message])
+                await self._store(batch)
             except Exception as exc:
-                MESSAGES_FAILED.inc()
-                log.exception("storing message %s of room %s failed", message.id, message.room_id)
+                log.warning("storing a batch of %d failed: %r", len(batch), exc)
                 _settle(done, exc)
             else:
                 _settle(done)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from prometheus_client import Counter, Histogram
 
 from chat_domain.entities import Message
-from chat_domain.ports.broker import MessageBroker, MessageHandler
+from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
 from chat_domain.ports.notifier import Payload, RealtimeNotifier
 
 MESSAGES_ACCEPTED = Counter(
@@ -61,7 +61,7 @@ class MeteredBroker(MessageBroker):
             PUBLISH_SECONDS.observe(time.perf_counter() - started)
         MESSAGES_ACCEPTED.inc()
 
-    async def consume(self, handler: MessageHandler) -> None:
+    async def consume(self, handler: MessageBatchHandler) -> None:
         await self.inner.consume(handler)
 
     async def check(self) -> None:

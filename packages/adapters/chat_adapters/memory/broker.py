@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
 
+from chat_adapters.delivery import Outcome, deliver_in_order
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBroker, MessageHandler
+from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +31,10 @@ class InMemoryBroker(MessageBroker):
     """Partitioned in-process queues, at-least-once to the handler, one room in order.
 
     Rooms map to ``partitions`` by crc32 of the room id; each partition is drained by
-    one consumer at a time, serially. A failing message is retried first (so the
-    room keeps its order) with a growing pause, and after ``max_attempts`` it moves
-    to ``dead_letters`` and is logged. Nothing survives the process: this is the
+    one consumer at a time, serially, in batches of what is waiting (at most
+    ``batch_size``). A failing message is retried first (so the room keeps its order)
+    with a growing pause, and after ``max_attempts`` it moves to ``dead_letters`` and
+    is logged. Nothing survives the process: this is the
     single-process default, not a durable store, so ``close`` first refuses new
     messages and lets the consumers drain what was accepted (within ``drain_timeout``).
     """
@@ -42,9 +45,11 @@ class InMemoryBroker(MessageBroker):
         max_attempts: int = 5,
         retry_backoff: float = 0.05,
         drain_timeout: float = 10.0,
+        batch_size: int = 64,
     ) -> None:
-        if partitions < 1 or max_attempts < 1:
-            raise ValueError("partitions and max_attempts must be at least 1")
+        if partitions < 1 or max_attempts < 1 or batch_size < 1:
+            raise ValueError("partitions, max_attempts and batch_size must be at least 1")
+        self._batch_size = batch_size
         self._partitions = [_Partition() for _ in range(partitions)]
         self._max_attempts = max_attempts
         self._retry_backoff = retry_backoff
@@ -90,7 +95,7 @@ class InMemoryBroker(MessageBroker):
         partition.pending.append(message)
         partition.arrived.set()
 
-    async def consume(self, handler: MessageHandler) -> None:
+    async def consume(self, handler: MessageBatchHandler) -> None:
         """Run until ``close``; if this call is cancelled, messages in hand stay unacked."""
         if self._closed:
             return
@@ -109,32 +114,27 @@ class InMemoryBroker(MessageBroker):
             await asyncio.gather(*drains, return_exceptions=True)
             done.set()
 
-    async def _drain(self, partition: _Partition, handler: MessageHandler) -> None:
+    async def _drain(self, partition: _Partition, handler: MessageBatchHandler) -> None:
         async with partition.owner:
             while not self._closed:
                 if not partition.pending:
                     partition.arrived.clear()
                     await partition.arrived.wait()
                     continue
-                if await self._deliver(partition.pending[0], handler):
-                    partition.pending.popleft()
-                    if not partition.pending:
-                        self._drained.set()
-
-    async def _deliver(self, message: Message, handler: MessageHandler) -> bool:
-        """Try ``message`` until it succeeds or is dead-lettered; False if closed meanwhile."""
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                await handler(message)
-                return True
-            except Exception:
-                log.warning("message %s failed (attempt %d)", message.id, attempt, exc_info=True)
-            if attempt < self._max_attempts:
-                delay = min(self._retry_backoff * 2 ** (attempt - 1), 1.0)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
-                if self._closed:
-                    return False  # left unacked at the head
-        log.error("message %s dead-lettered after %d attempts", message.id, self._max_attempts)
-        self.dead_letters.append(message)
-        return True
+                batch = list(itertools.islice(partition.pending, self._batch_size))
+                outcomes = await deliver_in_order(
+                    batch,
+                    handler,
+                    earlier_attempts=[0] * len(batch),
+                    max_attempts=self._max_attempts,
+                    retry_backoff=self._retry_backoff,
+                    stopping=self._stopping,
+                )
+                for outcome in outcomes:
+                    if outcome is Outcome.STOPPED:
+                        break  # left at the head, unacknowledged
+                    message = partition.pending.popleft()
+                    if outcome is Outcome.DEAD:
+                        self.dead_letters.append(message)
+                if not partition.pending:
+                    self._drained.set()

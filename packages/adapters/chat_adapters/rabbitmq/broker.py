@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
@@ -25,10 +25,11 @@ from aio_pika.exceptions import (
 )
 from pamqp.common import FieldTable
 
+from chat_adapters.delivery import Outcome, deliver_in_order
 from chat_adapters.rabbitmq.codec import decode, encode, partition_of
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBroker, MessageHandler
+from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
 
 log = logging.getLogger(__name__)
 
@@ -50,9 +51,10 @@ class RabbitMQBroker(MessageBroker):
     through the direct exchange ``{prefix}.messages`` with the partition as routing
     key. Each queue has single-active-consumer, so with many workers a partition is
     drained by one of them at a time, in order, and another takes over when it goes
-    away. Consumers take one unacknowledged message at a time and ack only after the
-    handler returned. A failing message is retried (rejected to the head of its queue)
-    and after ``max_attempts`` dead-lettered to ``{prefix}.dead`` and logged.
+    away. A consumer holds up to ``batch_size`` unacknowledged messages per partition,
+    hands them on as one batch, and acks them only after the handler returned. A
+    failing message is retried in place (its room waits) and after ``max_attempts``
+    dead-lettered to ``{prefix}.dead`` and logged.
 
     Nothing connects before ``start()``, which returns at once: the robust connection
     keeps trying in the background, ``publish`` raises ``Unavailable`` after
@@ -70,9 +72,11 @@ class RabbitMQBroker(MessageBroker):
         retry_backoff: float = 0.2,
         reconnect_interval: float = 2.0,
         close_timeout: float = 30.0,
+        batch_size: int = 64,
     ) -> None:
-        if partitions < 1 or max_attempts < 1:
-            raise ValueError("partitions and max_attempts must be at least 1")
+        if partitions < 1 or max_attempts < 1 or batch_size < 1:
+            raise ValueError("partitions, max_attempts and batch_size must be at least 1")
+        self._batch_size = batch_size
         self._url, self._prefix, self._partitions = url, prefix, partitions
         self._max_attempts, self._publish_timeout = max_attempts, publish_timeout
         self._retry_backoff, self._reconnect_interval = retry_backoff, reconnect_interval
@@ -153,104 +157,101 @@ class RabbitMQBroker(MessageBroker):
         except _PUBLISH_ERRORS as exc:
             raise Unavailable("message broker unavailable") from exc
 
-    async def consume(self, handler: MessageHandler) -> None:
+    async def consume(self, handler: MessageBatchHandler) -> None:
         """Run until ``close()``. If this call is cancelled instead (a hard stop), the
-        handlers in hand are cancelled and their messages go back unacknowledged."""
+        batches in hand are cancelled and their messages go back unacknowledged."""
         if self._closed:
             return
         done = asyncio.Event()
         self._consumers_done.append(done)
         channel: AbstractChannel | None = None
-        in_hand: set[asyncio.Task[Any]] = set()
+        partitions = [_Partition() for _ in range(self._partitions)]
+        drains: list[asyncio.Task[None]] = []
         try:
             await self._ready_or_stopping()
             if self._stopping.is_set():
                 return
-            on_message = functools.partial(self._on_message, handler, in_hand)
+            drains = [asyncio.create_task(self._drain(p, handler)) for p in partitions]
             while channel is None:
                 try:
-                    channel = await self._subscribe(on_message)
+                    channel = await self._subscribe(partitions)
                 except _CONNECTION_ERRORS as exc:
                     # Lost the connection while subscribing: the robust connection
                     # comes back by itself, so try again rather than end the worker.
                     log.warning("cannot subscribe yet, retrying: %r", exc)
                     await asyncio.sleep(self._reconnect_interval)
             await self._stopping.wait()
-            if in_hand:
-                await asyncio.wait(in_hand, timeout=self._close_timeout)
+            for partition in partitions:
+                partition.arrived.set()  # graceful: each drain finishes its batch and ends
+            await asyncio.wait(drains, timeout=self._close_timeout)
         finally:
-            for task in in_hand:
-                task.cancel()
+            for drain in drains:
+                drain.cancel()
+            await asyncio.gather(*drains, return_exceptions=True)
             if channel is not None:
-                # Closing the channel hands any message delivered after the last handler
-                # finished back, unacked, to the head of its queue; single active
-                # consumer then lets another worker take the partition, in order.
+                # Closing the channel hands every message delivered but not acknowledged
+                # back, to the head of its queue; single active consumer then lets
+                # another worker take the partition, in order.
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
                         await channel.close()
             done.set()
 
-    async def _subscribe(self, on_message: Callable[..., Awaitable[None]]) -> AbstractChannel:
+    async def _subscribe(self, partitions: list[_Partition]) -> AbstractChannel:
         """A channel consuming every partition; the robust channel restores all this."""
         assert self._connection is not None
         channel = self._connection.channel(publisher_confirms=False)
         try:
             await channel
-            # aiormq runs every delivery in its own task: more than one unacked message
-            # per consumer would let a room's messages overtake each other.
-            await channel.set_qos(prefetch_count=1)
-            for queue in (await self._declare(channel))[1]:
-                await queue.consume(on_message)
+            # Up to a batch in hand per partition. aiormq runs every delivery in a task of
+            # its own, but ``_Partition.arrive`` only queues it, in delivery order; one
+            # drain per partition hands them on, so a room's messages never overtake.
+            await channel.set_qos(prefetch_count=self._batch_size)
+            queues = (await self._declare(channel))[1]
+            for queue, partition in zip(queues, partitions, strict=True):
+                await queue.consume(partition.arrive)
         except BaseException:
             with contextlib.suppress(Exception):
                 await channel.close()
             raise
         return channel
 
-    async def _on_message(
-        self,
-        handler: MessageHandler,
-        in_hand: set[asyncio.Task[Any]],
-        incoming: AbstractIncomingMessage,
-    ) -> None:
-        if self._stopping.is_set():
-            return  # arrived while closing: the channel close gives it back unacked
-        task = asyncio.current_task()
-        assert task is not None
-        in_hand.add(task)
-        try:
-            await self._handle(handler, incoming)
-        finally:
-            in_hand.discard(task)
-
-    async def _handle(self, handler: MessageHandler, incoming: AbstractIncomingMessage) -> None:
-        try:
-            message = decode(incoming.body)
-        except Exception:
-            log.error("undecodable message %s dead-lettered", incoming.message_id, exc_info=True)
-            await _settle(incoming.reject(requeue=False))
-            return
-        try:
-            await handler(message)
-        except Exception:
-            attempt = _delivery_count(incoming) + 1
-            if attempt >= self._max_attempts:
-                log.error(
-                    "message %s dead-lettered to %s after %d attempts",
-                    message.id,
-                    self.dead_letter_name,
-                    attempt,
-                    exc_info=True,
-                )
-                await _settle(incoming.reject(requeue=False))
-                return
-            log.warning("message %s failed (attempt %d)", message.id, attempt, exc_info=True)
-            # Holding the message during the pause holds its partition: the room waits
-            # for it instead of moving past it. A requeued message goes to the head.
-            await asyncio.sleep(min(self._retry_backoff * 2 ** (attempt - 1), 1.0))
-            await _settle(incoming.reject(requeue=True))
-            return
-        await _settle(incoming.ack())
+    async def _drain(self, partition: _Partition, handler: MessageBatchHandler) -> None:
+        while not self._stopping.is_set():
+            if not partition.pending:
+                partition.arrived.clear()
+                await partition.arrived.wait()
+                continue
+            taken = [
+                partition.pending.popleft()
+                for _ in range(min(len(partition.pending), self._batch_size))
+            ]
+            batch = []
+            for incoming in taken:
+                if not _channel_open(incoming):
+                    continue  # delivered on a channel lost since: it will come again
+                try:
+                    batch.append((incoming, decode(incoming.body)))
+                except Exception:  # no attempt could ever succeed
+                    log.error("undecodable message %s dead-lettered", incoming.message_id)
+                    await _settle(incoming.reject(requeue=False))
+            if not batch:
+                continue
+            outcomes = await deliver_in_order(
+                [message for _, message in batch],
+                handler,
+                earlier_attempts=[_delivery_count(incoming) for incoming, _ in batch],
+                max_attempts=self._max_attempts,
+                retry_backoff=self._retry_backoff,
+                stopping=self._stopping,
+            )
+            for (incoming, message), outcome in zip(batch, outcomes, strict=True):
+                if outcome is Outcome.HANDLED:
+                    await _settle(incoming.ack())
+                elif outcome is Outcome.DEAD:
+                    log.error("message %s moved to %s", message.id, self.dead_letter_name)
+                    await _settle(incoming.reject(requeue=False))
+                # STOPPED: left unacknowledged; the channel's close gives it back.
 
     async def _connect_and_declare(self) -> None:
         # fail_fast=False: the first connection is retried like any reconnection, so a
@@ -319,6 +320,26 @@ class RabbitMQBroker(MessageBroker):
         finally:
             for waiter in waiters:
                 waiter.cancel()
+
+
+@dataclass
+class _Partition:
+    """The messages of one queue delivered to this consumer and not yet handed on."""
+
+    pending: deque[AbstractIncomingMessage] = field(default_factory=deque)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def arrive(self, incoming: AbstractIncomingMessage) -> None:
+        self.pending.append(incoming)
+        self.arrived.set()
+
+
+def _channel_open(incoming: AbstractIncomingMessage) -> bool:
+    try:
+        incoming.channel  # noqa: B018 - the property raises once the channel is closed
+    except ChannelInvalidStateError:
+        return False
+    return True
 
 
 def _delivery_count(incoming: AbstractIncomingMessage) -> int:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from chat_domain.entities import Message
 
-MessageHandler = Callable[[Message], Awaitable[None]]
+# Takes a batch: messages of one partition, in publish order; succeeds or fails as a whole.
+MessageBatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 
 
 class MessageBroker(ABC):
@@ -17,11 +18,15 @@ class MessageBroker(ABC):
 
     * ``publish`` returns only once the broker has the message durably (publisher
       confirm); if it cannot, it raises ``Unavailable`` and nothing was accepted.
-    * ``consume`` calls the handler for each message and acknowledges it only after
-      the handler returned; a handler that raises gets the message again later.
-    * Messages of one room reach the handler in the order they were published.
-    * A message that keeps failing is set aside (dead-lettered) after a bounded
-      number of attempts, and logged, never silently dropped.
+    * ``consume`` hands the handler batches: the messages of one partition (a fixed
+      set of rooms) that are waiting, in publish order, at most ``batch_size``. It
+      acknowledges them only after the handler returned; a handler that raises gets
+      the messages again, one at a time and in order, so that one bad message fails
+      alone. One batch per partition is in hand at a time.
+    * Messages of one room reach the handler in the order they were published, and a
+      failing message holds its room until it is handled or set aside.
+    * A message that keeps failing on its own is set aside (dead-lettered) after a
+      bounded number of attempts, and logged, never silently dropped.
     """
 
     @abstractmethod
@@ -37,8 +42,8 @@ class MessageBroker(ABC):
         """Hand ``message`` over durably; raise ``Unavailable`` if that is not confirmed."""
 
     @abstractmethod
-    async def consume(self, handler: MessageHandler) -> None:
-        """Deliver messages to ``handler`` until ``close`` is called."""
+    async def consume(self, handler: MessageBatchHandler) -> None:
+        """Deliver batches of messages to ``handler`` until ``close`` is called."""
 
     @abstractmethod
     async def check(self) -> None:
