@@ -139,15 +139,16 @@ async def run_rooms(
                 continue
             load = "closed" if rate is None else f"{rate:g}/s"
             progress = phases.Progress(f"{label} {load}")
-            started = meter.start()
-            t0 = now()
-            if rate is None:
-                stats = await phases.closed_loop(population, settings.duration, progress)
-            else:
-                stats = await phases.open_loop(population, rate, settings.duration, progress)
-            duration = now() - t0
-            await phases.drain(population, settings.drain)
-            usage = meter.stop(started)
+            with phases.generator_gc_paused():
+                started = meter.start()
+                t0 = now()
+                if rate is None:
+                    stats = await phases.closed_loop(population, settings.duration, progress)
+                else:
+                    stats = await phases.open_loop(population, rate, settings.duration, progress)
+                duration = now() - t0
+                await phases.drain(population, settings.drain)
+                usage = meter.stop(started)
             row = {
                 "target": target.name,
                 "scenario": scenario.name,
@@ -205,10 +206,11 @@ async def run_idle(target: Target, idle: Idle, settings: Settings) -> list[dict[
         # connected must start getting its events) and broadcast to every socket.
         room = await population.add_room(members, senders=1)
         fanout_room = Room(room.id, owners, room.senders)
-        stats = population.tracker.new_phase()
-        for _ in range(idle.broadcasts):
-            await population.send(members[0], fanout_room, now(), wait=True)
-        await phases.drain(population, settings.drain)
+        with phases.generator_gc_paused():
+            stats = population.tracker.new_phase()
+            for _ in range(idle.broadcasts):
+                await population.send(members[0], fanout_room, now(), wait=True)
+            await phases.drain(population, settings.drain)
         summary = phases.summarize(stats, now() - stats.started_at, population.tracker.lost())
         connected = max(len(owners), 1)
         row = {
