@@ -76,7 +76,11 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- storage: one SQLAlchemy adapter for SQLite and PostgreSQL --------------------
-    engine = providers.Singleton(create_engine, url=settings.provided.database_url)
+    engine = providers.Singleton(
+        create_engine,
+        url=settings.provided.database_url,
+        pool_size=settings.provided.database_pool_size,
+    )
     uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
 
     # --- broker ---------------------------------------------------------------------

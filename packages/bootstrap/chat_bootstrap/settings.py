@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     redis_channel: str = "chat-socketio"
 
     database_url: str = DEFAULT_SQLITE_URL
+    # PostgreSQL connections each process keeps open (SQLite uses one). Beyond it, up to
+    # as many again are opened for a burst and closed after: sized so that a busy node
+    # does not open and close a connection per request.
+    database_pool_size: int = Field(default=10, ge=1)
     # Apply migrations when a server starts: on by default for SQLite (embedded),
     # off for PostgreSQL, where `chat migrate` runs once before the fleet starts.
     auto_migrate: bool | None = None
