@@ -14,7 +14,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
-    AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import (
@@ -164,7 +164,7 @@ class RabbitMQBroker(MessageBroker):
             return
         done = asyncio.Event()
         self._consumers_done.append(done)
-        channel: AbstractChannel | None = None
+        channels: list[AbstractChannel] = []
         partitions = [_Partition() for _ in range(self._partitions)]
         drains: list[asyncio.Task[None]] = []
         try:
@@ -172,9 +172,9 @@ class RabbitMQBroker(MessageBroker):
             if self._stopping.is_set():
                 return
             drains = [asyncio.create_task(self._drain(p, handler)) for p in partitions]
-            while channel is None:
+            while not channels:
                 try:
-                    channel = await self._subscribe(partitions)
+                    channels = await self._subscribe(partitions)
                 except _CONNECTION_ERRORS as exc:
                     # Lost the connection while subscribing: the robust connection
                     # comes back by itself, so try again rather than end the worker.
@@ -188,33 +188,42 @@ class RabbitMQBroker(MessageBroker):
             for drain in drains:
                 drain.cancel()
             await asyncio.gather(*drains, return_exceptions=True)
-            if channel is not None:
-                # Closing the channel hands every message delivered but not acknowledged
-                # back, to the head of its queue; single active consumer then lets
-                # another worker take the partition, in order.
+            # Closing a channel hands every message delivered but not acknowledged back,
+            # to the head of its queue; single active consumer then lets another worker
+            # take the partition, in order.
+            for opened in channels:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(5):
-                        await channel.close()
+                        await opened.close()
             done.set()
 
-    async def _subscribe(self, partitions: list[_Partition]) -> AbstractChannel:
-        """A channel consuming every partition; the robust channel restores all this."""
+    async def _subscribe(self, partitions: list[_Partition]) -> list[AbstractChannel]:
+        """A channel consuming each partition; the robust channels restore all this.
+
+        A channel of its own per partition, so that one ack with ``multiple`` settles a
+        whole batch: every earlier delivery on that channel is the partition's own.
+        """
         assert self._connection is not None
-        channel = self._connection.channel(publisher_confirms=False)
+        channels: list[AbstractChannel] = []
         try:
-            await channel
-            # Up to a batch in hand per partition. aiormq runs every delivery in a task of
-            # its own, but ``_Partition.arrive`` only queues it, in delivery order; one
-            # drain per partition hands them on, so a room's messages never overtake.
-            await channel.set_qos(prefetch_count=self._batch_size)
-            queues = (await self._declare(channel))[1]
-            for queue, partition in zip(queues, partitions, strict=True):
+            for name, partition in zip(self.queue_names(), partitions, strict=True):
+                channel = self._new_channel(publisher_confirms=False)
+                channels.append(channel)
+                await channel
+                # Up to a batch in hand. aiormq runs every delivery in a task of its own,
+                # but ``_Partition.arrive`` only queues it, in delivery order; one drain
+                # per partition hands them on, so a room's messages never overtake.
+                await channel.set_qos(prefetch_count=self._batch_size)
+                queue = await channel.declare_queue(
+                    name, durable=True, arguments=self._queue_arguments()
+                )
                 await queue.consume(partition.arrive)
         except BaseException:
-            with contextlib.suppress(Exception):
-                await channel.close()
+            for opened in channels:
+                with contextlib.suppress(Exception):
+                    await opened.close()
             raise
-        return channel
+        return channels
 
     async def _drain(self, partition: _Partition, handler: MessageBatchHandler) -> None:
         while not self._stopping.is_set():
@@ -245,6 +254,9 @@ class RabbitMQBroker(MessageBroker):
                 retry_backoff=self._retry_backoff,
                 stopping=self._stopping,
             )
+            if all(outcome is Outcome.HANDLED for outcome in outcomes):
+                await _settle(batch[-1][0].ack(multiple=True))  # the whole batch at once
+                continue
             for (incoming, message), outcome in zip(batch, outcomes, strict=True):
                 if outcome is Outcome.HANDLED:
                     await _settle(incoming.ack())
@@ -264,22 +276,29 @@ class RabbitMQBroker(MessageBroker):
         )
         await self._connection.connect()
         while True:
-            channel = self._connection.channel(publisher_confirms=True, on_return_raises=True)
+            channel: AbstractRobustChannel | None = None
             try:
+                channel = self._new_channel(publisher_confirms=True, on_return_raises=True)
                 await channel
-                self._exchange, _ = await self._declare(channel)
+                self._exchange = await self._declare(channel)
                 self._ready.set()
                 return
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
                 # E.g. PRECONDITION_FAILED: queues declared earlier with other arguments.
                 log.error("cannot declare the broker topology, retrying: %r", exc)
-                with contextlib.suppress(Exception):
-                    await channel.close()
+                if channel is not None:
+                    with contextlib.suppress(Exception):
+                        await channel.close()
                 await asyncio.sleep(self._reconnect_interval)
 
-    async def _declare(
-        self, channel: AbstractChannel
-    ) -> tuple[AbstractExchange, list[AbstractQueue]]:
+    def _new_channel(self, **options: Any) -> AbstractRobustChannel:
+        assert self._connection is not None
+        try:
+            return self._connection.channel(**options)
+        except RuntimeError as exc:  # aio-pika's "Connection was not opened": reconnecting
+            raise AMQPConnectionError("not connected to RabbitMQ yet") from exc
+
+    async def _declare(self, channel: AbstractChannel) -> AbstractExchange:
         """Declare everything (idempotent); a robust channel re-declares it on reconnect."""
         dead_exchange = await channel.declare_exchange(
             self.dead_letter_name, aio_pika.ExchangeType.FANOUT, durable=True
@@ -291,7 +310,15 @@ class RabbitMQBroker(MessageBroker):
         exchange = await channel.declare_exchange(
             self.exchange_name, aio_pika.ExchangeType.DIRECT, durable=True
         )
-        arguments: FieldTable = {
+        for i, name in enumerate(self.queue_names()):
+            queue = await channel.declare_queue(
+                name, durable=True, arguments=self._queue_arguments()
+            )
+            await queue.bind(exchange, routing_key=str(i))
+        return exchange
+
+    def _queue_arguments(self) -> FieldTable:
+        return {
             "x-queue-type": "quorum",
             "x-single-active-consumer": True,
             # The consumer dead-letters after max_attempts itself (and logs it); this
@@ -303,12 +330,6 @@ class RabbitMQBroker(MessageBroker):
             "x-dead-letter-strategy": "at-least-once",
             "x-overflow": "reject-publish",
         }
-        queues = []
-        for i, name in enumerate(self.queue_names()):
-            queue = await channel.declare_queue(name, durable=True, arguments=arguments)
-            await queue.bind(exchange, routing_key=str(i))
-            queues.append(queue)
-        return exchange, queues
 
     async def _ready_or_stopping(self) -> None:
         waiters = [
