@@ -22,12 +22,14 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from chat_adapters.socketio.fan_out import InlineFanOutManager
+from chat_adapters.socketio.notifier import SocketIONotifier
 from chat_adapters.socketio.redis_manager import (
     LISTENER_RESTARTS,
     PUBLISH_FAILURES,
     SupervisedRedisManager,
 )
 from chat_domain.errors import Unavailable
+from chat_domain.ports.notifier import Notification
 from tests.support.clients import Socket
 from tests.support.processes import free_port
 from tests.support.services import REDIS, require
@@ -195,6 +197,37 @@ async def test_skip_sid_leaves_out_that_socket_only(cluster: Cluster) -> None:
     await no_more([a1, a2], lambda m: source.sio.emit("marker", m, room=["user:a"]))
     assert a1.events["hello"] == []
     assert a2.events["hello"] == ["x"]
+
+
+async def test_notifications_sent_together_arrive_in_order_each_once(cluster: Cluster) -> None:
+    source, home = await emitter_and_home(cluster)
+    a, b = await cluster.connect(home, "a"), await cluster.connect(home, "b")
+    # What a worker storing a batch does: a write-only manager across nodes, else the server.
+    emitter = cluster.manager(write_only=True) if cluster.kind == "redis" else source.sio
+    published: list[Any] = []
+    async with contextlib.AsyncExitStack() as stack:
+        if cluster.kind == "redis":  # watch the channel: how many pub/sub messages go out
+            pubsub = (await stack.enter_async_context(aioredis.from_url(REDIS.url))).pubsub()
+            await pubsub.subscribe(cluster.channel)
+        await SocketIONotifier(emitter).emit_many(
+            [
+                *(Notification(("a", "b"), "hello", {"n": n}) for n in range(5)),
+                Notification(("a",), "hello", {"n": 5}),
+                Notification((), "hello", {"n": 6}),  # nobody: nothing to send
+            ]
+        )
+        await no_more([a, b], lambda m: source.sio.emit("marker", m, room=["user:a", "user:b"]))
+        if cluster.kind == "redis":
+            async with asyncio.timeout(WAIT):
+                while len(published) < 2:  # the batch, then the marker
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                    if message is not None:
+                        published.append(message)
+            await pubsub.aclose()
+    assert a.events["hello"] == [{"n": n} for n in range(6)]
+    assert b.events["hello"] == [{"n": n} for n in range(5)]
+    if cluster.kind == "redis":
+        assert b'"marker"' in published[1]["data"]  # so the six went out in one message
 
 
 # --- Redis only: several nodes, the worker's write-only manager, supervision ------------

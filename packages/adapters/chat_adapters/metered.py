@@ -11,13 +11,13 @@ is measured in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import Counter, Histogram
 
 from chat_domain.entities import Message
 from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
-from chat_domain.ports.notifier import Payload, RealtimeNotifier
+from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
 
 MESSAGES_ACCEPTED = Counter(
     "chat_messages_accepted_total",
@@ -77,6 +77,11 @@ class MeteredNotifier(RealtimeNotifier):
     async def emit_to_users(self, user_ids: Iterable[str], event: str, payload: Payload) -> None:
         await self.inner.emit_to_users(user_ids, event, payload)
         EVENTS_EMITTED.labels(event=event).inc()
+
+    async def emit_many(self, notifications: Sequence[Notification]) -> None:
+        await self.inner.emit_many(notifications)
+        for n in notifications:
+            EVENTS_EMITTED.labels(event=n.event).inc()
 
     async def check(self) -> None:
         await self.inner.check()

@@ -7,14 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chat_domain.ports.notifier import Payload, RealtimeNotifier
-
-
-@dataclass(frozen=True, slots=True)
-class Notification:
-    user_ids: tuple[str, ...]
-    event: str
-    payload: dict[str, Any]
+from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
 
 
 @dataclass
@@ -38,4 +31,4 @@ class RecordingNotifier(RealtimeNotifier):
         return found[:count]
 
     def events_for(self, user_id: str, event: str) -> list[dict[str, Any]]:
-        return [n.payload for n in self.sent if n.event == event and user_id in n.user_ids]
+        return [dict(n.payload) for n in self.sent if n.event == event and user_id in n.user_ids]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from chat_domain.ports.notifier import Payload, RealtimeNotifier
+from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
 
 NAMESPACE = "/"
 
@@ -16,6 +16,10 @@ def user_room(user_id: str) -> str:
     Prefixed so it can never collide with a socket id (python-socketio refuses that).
     """
     return f"user:{user_id}"
+
+
+def _user_rooms(user_ids: Iterable[str]) -> list[str]:
+    return [user_room(uid) for uid in dict.fromkeys(user_ids)]
 
 
 class SocketIOEmitter(Protocol):
@@ -38,9 +42,18 @@ class SocketIONotifier(RealtimeNotifier):
         self._emitter = emitter
 
     async def emit_to_users(self, user_ids: Iterable[str], event: str, payload: Payload) -> None:
-        rooms = [user_room(uid) for uid in dict.fromkeys(user_ids)]
+        rooms = _user_rooms(user_ids)
         if rooms:
             await self._emitter.emit(event, dict(payload), namespace=NAMESPACE, room=rooms)
+
+    async def emit_many(self, notifications: Sequence[Notification]) -> None:
+        # The supervised Redis manager publishes them in one message; a server emits each.
+        emit_many = getattr(self._emitter, "emit_many", None)
+        if emit_many is None:
+            await super().emit_many(notifications)
+            return
+        emits = [(n.event, dict(n.payload), _user_rooms(n.user_ids)) for n in notifications]
+        await emit_many([emit for emit in emits if emit[2]], namespace=NAMESPACE)
 
     async def check(self) -> None:
         """Delegate to the manager's ``check()`` (the supervised Redis manager has one)."""

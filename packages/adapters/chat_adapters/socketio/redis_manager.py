@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import socketio
@@ -55,6 +55,7 @@ RESUBSCRIBE_DELAY_MIN = 0.5
 RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
 MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
 LISTENER_STOP_TIMEOUT_S = 2.0  # for an old listener to close its dead connection
+EMIT_MANY = "chat_emit_many"  # our pub/sub method: several emits in one message
 
 
 class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  # type: ignore[misc]
@@ -195,6 +196,37 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             except Exception:  # the supervisor itself must never die quietly
                 self._log.exception("socket.io Redis supervision round failed")
 
+    # --- several emits in one message ------------------------------------------------
+    async def emit_many(
+        self, emits: Sequence[tuple[str, Any, list[str]]], namespace: str = "/"
+    ) -> None:
+        """Emit ``(event, data, rooms)`` in order, as one pub/sub message for all of them.
+
+        A worker storing a batch of messages publishes one message instead of one per
+        message, and every node reads and decodes one. Nodes unpack it in ``_listen``, so
+        servers must run this version before workers do. No callbacks, no binary data.
+        """
+        messages = [
+            {
+                "method": "emit",
+                "event": event,
+                "data": [data],
+                "binary": False,
+                "namespace": namespace,
+                "room": rooms,
+                "skip_sid": None,
+                "callback": None,
+                "host_id": self.host_id,
+            }
+            for event, data, rooms in emits
+        ]
+        for message in messages:
+            await self._handle_emit(message)  # this node's own sockets (none if write-only)
+        if len(messages) == 1:
+            await self._publish(messages[0])
+        elif messages:
+            await self._publish({"method": EMIT_MANY, "emits": messages, "host_id": self.host_id})
+
     # --- pub/sub transport (the two hooks of AsyncPubSubManager) ----------------------
     async def _publish(self, data: Any) -> Any:
         payload = self.json.dumps(data)
@@ -216,7 +248,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             raise Unavailable("socket.io Redis publish failed") from error
         return None
 
-    async def _listen(self) -> AsyncIterator[bytes]:
+    async def _listen(self) -> AsyncIterator[Any]:
         channel, canary = self.channel.encode(), self._canary_channel.encode()
         delay = RESUBSCRIBE_DELAY_MIN
         while True:
@@ -229,7 +261,8 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                     if message.get("type") != "message":
                         continue
                     if message["channel"] == channel:
-                        yield message["data"]
+                        for data in self._unpack(message["data"]):
+                            yield data
                     elif message["channel"] == canary:
                         self._on_echo(message["data"])
                 self._log.error("socket.io Redis subscription ended: resubscribing")
@@ -251,6 +284,17 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
                         await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _unpack(self, raw: bytes | str) -> list[Any]:
+        """A pub/sub message as the stock listener takes it: one dict per emit."""
+        try:
+            data = self.json.loads(raw)
+        except ValueError:
+            self._log.warning("undecodable socket.io pub/sub message dropped")
+            return []
+        if isinstance(data, dict) and data.get("method") == EMIT_MANY:
+            return [emit for emit in data.get("emits", ()) if isinstance(emit, dict)]
+        return [data]
 
     def _on_echo(self, data: bytes | str) -> None:
         token = data.decode() if isinstance(data, bytes) else data

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Payload = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """One event for every socket of some users."""
+
+    user_ids: tuple[str, ...]
+    event: str
+    payload: Payload
 
 
 class RealtimeNotifier(ABC):
@@ -21,6 +31,12 @@ class RealtimeNotifier(ABC):
     @abstractmethod
     async def emit_to_users(self, user_ids: Iterable[str], event: str, payload: Payload) -> None:
         """Send ``event`` with ``payload`` to every socket of every user in ``user_ids``."""
+
+    async def emit_many(self, notifications: Sequence[Notification]) -> None:
+        """Send several events, in order. An adapter that crosses nodes sends them as one
+        hand-off (a worker storing a batch of messages emits them this way)."""
+        for n in notifications:
+            await self.emit_to_users(n.user_ids, n.event, n.payload)
 
     async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Raise ``Unavailable`` if fan-out is broken (readiness probe)."""

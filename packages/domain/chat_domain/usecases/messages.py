@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from chat_domain.entities import Message, MessageStatus, normalise_body
 from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chat_domain.ports.broker import MessageBroker
-from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.notifier import Notification, RealtimeNotifier
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
@@ -110,11 +110,14 @@ class StoreMessages:
             stored.update((m.id, m) for m in new)
             members = await uow.rooms.member_ids_of({m.room_id for m in batch})
             await uow.commit()
-        for message in batch:
-            stored_message = stored[message.id]
-            await self._notifier.emit_to_users(
-                members.get(message.room_id, []), MESSAGE_NEW, message_view(stored_message)
-            )
+        await self._notifier.emit_many(
+            [
+                Notification(
+                    tuple(members.get(m.room_id, [])), MESSAGE_NEW, message_view(stored[m.id])
+                )
+                for m in batch
+            ]
+        )
         return [stored[m.id] for m in accepted]
 
 
