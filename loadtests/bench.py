@@ -114,7 +114,11 @@ def saturated(row: dict[str, Any]) -> bool:
 
 
 async def run_rooms(
-    target: Target, scenario: Scenario, settings: Settings, rows: list[dict[str, Any]]
+    target: Target,
+    scenario: Scenario,
+    settings: Settings,
+    rows: list[dict[str, Any]],
+    plan: phases.RunPlan,
 ) -> None:
     population = Population(target.urls)
     label = f"{target.name} {scenario.name}"
@@ -138,7 +142,7 @@ async def run_rooms(
             if rate is not None and skip_open:
                 continue
             load = "closed" if rate is None else f"{rate:g}/s"
-            progress = phases.Progress(f"{label} {load}")
+            progress = phases.Progress(f"{plan.next()} {label} {load}")
             with phases.generator_gc_paused():
                 started = meter.start()
                 t0 = now()
@@ -163,6 +167,7 @@ async def run_rooms(
             if rate is not None and saturated(row):
                 skip_open = True
                 row["saturated"] = True
+                plan.skip(sum(1 for r in loads if r is not None and r > rate))
             lat = row["latency_ms"]
             progress.done(
                 f"{row['accepted_per_s']:.0f} msg/s, {row['deliveries_per_s']:.0f} deliveries/s, "
@@ -173,9 +178,11 @@ async def run_rooms(
         await population.close()
 
 
-async def run_idle(target: Target, idle: Idle, settings: Settings) -> list[dict[str, Any]]:
+async def run_idle(
+    target: Target, idle: Idle, settings: Settings, plan: phases.RunPlan
+) -> list[dict[str, Any]]:
     population = Population(target.urls)
-    progress = phases.Progress(f"{target.name} idle {idle.sockets}")
+    progress = phases.Progress(f"{plan.next()} {target.name} idle {idle.sockets}")
     try:
         progress.update("setting up users", force=True)
         members = await population.add_users(idle.users)
@@ -247,16 +254,17 @@ async def run_target(
     settings: Settings,
     rows: list[dict[str, Any]],
     errors: list[dict[str, str]],
+    plan: phases.RunPlan,
 ) -> None:
     """Every scenario on one target, appending to ``rows`` as phases finish (an interrupted
     run still reports what it measured)."""
     for name in scenarios:
         try:
             if name == "idle":
-                rows += await run_idle(target, settings.idle, settings)
+                rows += await run_idle(target, settings.idle, settings, plan)
             else:
                 scenario = settings.small_rooms if name == "small-rooms" else settings.big_room
-                await run_rooms(target, scenario, settings, rows)
+                await run_rooms(target, scenario, settings, rows, plan)
         except Exception as exc:
             errors.append({"target": target.name, "scenario": name, "error": repr(exc)})
             print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
@@ -312,6 +320,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def phase_count(settings: Settings, scenario: str) -> int:
+    """Measured phases of one scenario on one target (if none is skipped)."""
+    if scenario == "idle":
+        return 1
+    chosen = settings.small_rooms if scenario == "small-rooms" else settings.big_room
+    return len(chosen.rates) + (1 if chosen.closed_loop else 0)
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     settings = QUICK if args.quick else STANDARD
     if args.duration:
@@ -338,6 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output or REPO / "var" / "bench" / f"bench-{stamp}.json"
     results: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    plan = phases.RunPlan(len(args.targets) * sum(phase_count(settings, s) for s in args.scenarios))
     t0 = time.monotonic()
     try:
         for name in args.targets:
@@ -349,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"bench: {name} did not start: {exc}", file=sys.stderr)
                 continue
             try:
-                _run(run_target(target, args.scenarios, settings, results, errors))
+                _run(run_target(target, args.scenarios, settings, results, errors, plan))
             finally:
                 stopping = time.monotonic()
                 target.stop()

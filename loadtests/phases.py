@@ -60,11 +60,13 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self._last = 0.0
 
-    def update(self, text: str, force: bool = False) -> None:
+    def update(self, text: str, fraction: float | None = None, force: bool = False) -> None:
         t = time.monotonic()
         if not force and t - self._last < (0.25 if self.tty else 5.0):
             return
         self._last = t
+        if fraction is not None:
+            text = f"{bar(fraction)} {text}"
         line = f"[{self.label}] {text}"
         if self.tty:
             sys.stderr.write("\r\x1b[2K" + line[:160])
@@ -97,20 +99,45 @@ class Meter:
         }
 
 
-def _status(stats: PhaseStats, t0: float, duration: float) -> str:
+def bar(fraction: float, width: int = 20) -> str:
+    """``[#########-----------]  45%``"""
+    fraction = min(max(fraction, 0.0), 1.0)
+    filled = round(fraction * width)
+    return f"[{'#' * filled}{'-' * (width - filled)}] {fraction * 100:3.0f}%"
+
+
+@dataclass
+class RunPlan:
+    """The measured phases of the whole run, for the "k/N" in front of each status line."""
+
+    total: int
+    started: int = 0
+
+    def next(self) -> str:
+        self.started += 1
+        return f"{self.started}/{self.total}"
+
+    def skip(self, phases: int) -> None:
+        """Phases that will not run (a saturated target skips its higher rates)."""
+        self.total -= phases
+
+
+def _status(stats: PhaseStats, t0: float, duration: float) -> tuple[str, float]:
     elapsed = now() - t0
     recent = stats.latencies[-500:]
     p50 = percentiles(recent)["p50"]
-    return (
+    text = (
         f"{min(elapsed, duration):5.1f}/{duration:.0f}s sent {stats.sent} "
         f"accepted {stats.accepted} delivered {stats.delivered}/{stats.expected} "
         f"p50 {p50 if p50 is not None else '-'} ms"
     )
+    return text, elapsed / duration
 
 
 async def _ticker(progress: Progress, stats: PhaseStats, t0: float, duration: float) -> None:
     while True:
-        progress.update(_status(stats, t0, duration))
+        text, fraction = _status(stats, t0, duration)
+        progress.update(text, fraction)
         await asyncio.sleep(0.25)
 
 
