@@ -873,3 +873,22 @@ def test_only_sqlite_files_are_checkpointed(tmp_path: Path) -> None:
     assert sqlite_file(create_engine(f"sqlite+aiosqlite:///{tmp_path}/c.db")) == f"{tmp_path}/c.db"
     assert sqlite_file(create_engine("sqlite+aiosqlite:///:memory:")) is None
     assert sqlite_file(create_engine("postgresql+asyncpg://postgres@127.0.0.1/x")) is None
+
+
+async def test_allocate_seqs_of_several_rooms_in_one_go(storage: UnitOfWorkFactory) -> None:
+    (alice,) = await add_users(storage, "alice")
+    first, second, third = [await add_room(storage, alice) for _ in range(3)]
+    async with storage() as uow:
+        await uow.rooms.allocate_seq(first.id, 2)  # first is at 2
+        firsts = await uow.rooms.allocate_seqs({first.id: 3, second.id: 1})
+        assert firsts == {first.id: 3, second.id: 1}
+        assert await uow.rooms.allocate_seqs({}) == {}
+        await uow.commit()
+    with pytest.raises(NotFound):  # one room missing: nothing is taken for the others
+        async with storage() as uow:
+            await uow.rooms.allocate_seqs({third.id: 1, new_id(): 1})
+    async with storage() as uow:
+        assert await uow.rooms.allocate_seqs({first.id: 1, third.id: 1}) == {
+            first.id: 6,
+            third.id: 1,
+        }

@@ -8,7 +8,7 @@ rollback, which is what makes ``allocate_seq`` gapless here, as the row lock doe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -260,19 +260,21 @@ class InMemoryRoomRepository(RoomRepository):
             dict.fromkeys(uid for (rid, uid) in memberships if rid in rooms and uid != user_id)
         )
 
-    async def allocate_seq(self, room_id: str, count: int = 1) -> int:
-        if count < 1:
+    async def allocate_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        if any(count < 1 for count in counts.values()):
             raise ValueError("count must be at least 1")
         # Holding the writers' lock until commit or rollback is what serialises a room.
         state = await self._uow.write_state()
-        room = state.rooms.get(room_id)
-        if room is None:
+        if any(room_id not in state.rooms for room_id in counts):
             raise NotFound("room not found")
-        first = room.last_seq + 1
-        state.rooms[room_id] = replace(room, last_seq=room.last_seq + count)
+        firsts: dict[str, int] = {}
         now = datetime.now(UTC)
-        state.last_activity[room_id] = max(state.last_activity.get(room_id, now), now)
-        return first
+        for room_id, count in counts.items():
+            room = state.rooms[room_id]
+            firsts[room_id] = room.last_seq + 1
+            state.rooms[room_id] = replace(room, last_seq=room.last_seq + count)
+            state.last_activity[room_id] = max(state.last_activity.get(room_id, now), now)
+        return firsts
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None

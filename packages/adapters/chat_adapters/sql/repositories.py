@@ -7,9 +7,10 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Row, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Integer, Row, and_, bindparam, case, func, insert, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.sql import Executable
+from sqlalchemy.sql.elements import BindParameter
 
 from chat_adapters.sql.tables import (
     UTCDateTime,
@@ -75,18 +76,27 @@ _SEND_CHECK = (
 )
 _INSERT_MESSAGE = insert(messages)
 _NOW = bindparam("now", type_=UTCDateTime())
-_ALLOCATE_SEQ = (
-    update(rooms)
-    .where(rooms.c.id == bindparam("room_id"))
-    .values(
-        last_seq=rooms.c.last_seq + bindparam("count"),
-        # Never backwards, should clocks disagree across nodes.
-        last_activity_at=case(
-            (rooms.c.last_activity_at > _NOW, rooms.c.last_activity_at), else_=_NOW
-        ),
+
+
+@functools.lru_cache(maxsize=128)
+def _allocate_seqs(count: int) -> Executable:
+    """UPDATE rooms r0..r{count-1}, each last_seq += its n, RETURNING id, last_seq."""
+    ids: list[BindParameter[str]] = [bindparam(f"r{i}") for i in range(count)]
+    increment = case(
+        *((rooms.c.id == ids[i], bindparam(f"n{i}", type_=Integer)) for i in range(count))
     )
-    .returning(rooms.c.last_seq)
-)
+    return (
+        update(rooms)
+        .where(rooms.c.id.in_(ids))
+        .values(
+            last_seq=rooms.c.last_seq + increment,
+            # Never backwards, should clocks disagree across nodes.
+            last_activity_at=case(
+                (rooms.c.last_activity_at > _NOW, rooms.c.last_activity_at), else_=_NOW
+            ),
+        )
+        .returning(rooms.c.id, rooms.c.last_seq)
+    )
 
 
 # The batch reads of the store step, one statement per batch size. An "expanding" IN
@@ -356,17 +366,23 @@ class SqlAlchemyRoomRepository(RoomRepository):
         )
         return list((await self._db.execute(statement)).scalars())
 
-    async def allocate_seq(self, room_id: str, count: int = 1) -> int:
-        # One statement, gapless: the UPDATE locks the room's row until this transaction
-        # ends (PostgreSQL row lock; SQLite's BEGIN IMMEDIATE already holds the database),
-        # so concurrent senders to one room queue here, and a rollback undoes the increment.
-        if count < 1:
+    async def allocate_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        # One statement for every room, gapless: the UPDATE locks the rooms' rows until
+        # this transaction ends (PostgreSQL row locks; SQLite's BEGIN IMMEDIATE already
+        # holds the database), so concurrent stores to one room queue here, and a
+        # rollback undoes the increments.
+        if any(count < 1 for count in counts.values()):
             raise ValueError("count must be at least 1")
-        params = {"room_id": room_id, "count": count, "now": datetime.now(UTC)}
-        last = (await self._db.execute(_ALLOCATE_SEQ, params)).scalar_one_or_none()
-        if last is None:
+        if not counts:
+            return {}
+        params: dict[str, Any] = {"now": datetime.now(UTC)}
+        for i, (room_id, count) in enumerate(counts.items()):
+            params[f"r{i}"], params[f"n{i}"] = room_id, count
+        rows = await self._db.execute(_allocate_seqs(len(counts)), params)
+        lasts = {row.id: int(row.last_seq) for row in rows}
+        if len(lasts) != len(counts):
             raise NotFound("room not found")
-        return int(last) - count + 1
+        return {room_id: lasts[room_id] - count + 1 for room_id, count in counts.items()}
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from types import TracebackType
 
 from chat_domain.entities import Member, Membership, Message, Room, RoomSummary, User
@@ -74,10 +74,15 @@ class RoomRepository(ABC):
         """Every other user who shares at least one room with ``user_id`` (one read)."""
 
     @abstractmethod
+    async def allocate_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
+        """Take each room's next ``counts[room_id]`` seqs and return the first of each, for
+        several rooms at once; ``NotFound`` if a room is missing. The numbers are only used
+        if the transaction commits; a rollback frees them, so a sequence has no gap.
+        Concurrent callers of one room wait."""
+
     async def allocate_seq(self, room_id: str, count: int = 1) -> int:
-        """Take the room's next ``count`` seqs and return the first; ``NotFound`` without
-        the room. The numbers are only used if the transaction commits; a rollback frees
-        them, so the sequence has no gap. Concurrent callers of one room wait."""
+        """``allocate_seqs`` for one room."""
+        return (await self.allocate_seqs({room_id: count}))[room_id]
 
     @abstractmethod
     async def advance_marker(

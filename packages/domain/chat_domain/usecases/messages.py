@@ -102,10 +102,12 @@ class StoreMessages:
             for message in batch:
                 if message.id not in stored:
                     by_room.setdefault(message.room_id, []).append(message)
-            new: list[Message] = []
-            for room_id, messages in by_room.items():
-                first = await uow.rooms.allocate_seq(room_id, len(messages))
-                new += [m.numbered(seq) for seq, m in enumerate(messages, start=first)]
+            firsts = await uow.rooms.allocate_seqs({r: len(ms) for r, ms in by_room.items()})
+            new = [
+                m.numbered(seq)
+                for room_id, messages in by_room.items()
+                for seq, m in enumerate(messages, start=firsts[room_id])
+            ]
             await uow.messages.add_many(new)
             stored.update((m.id, m) for m in new)
             members = await uow.rooms.member_ids_of({m.room_id for m in batch})
