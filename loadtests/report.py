@@ -57,7 +57,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-TARGET_COLOURS = {"embedded": 0, "cluster": 1, "reference": 2}
+TARGET_COLOURS = {"embedded": 0, "cluster": 1, "reference": 2, "cluster-1": 3}
 
 
 def _ms(value: float | None) -> str:
@@ -68,11 +68,18 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
+def _table(headers: list[str], rows: list[list[str]], left: int = 0) -> str:
+    """Columns padded to fit; the first ``left`` are text (left-aligned), the rest figures."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
-    out += ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    out += [
+        "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+        for r in rows
+    ]
     return "\n".join(out)
 
 
@@ -150,9 +157,114 @@ def render(report: dict[str, Any]) -> str:
                    "KiB/conn", "broadcast p50", "broadcast p99", "lost", "dup",
                    "KiB/conn vs ref"]  # fmt: skip
         parts += ["", "idle sockets (server RSS from /proc/<pid>/status)", _table(headers, idle)]
+    scaling = scaling_rows(report["results"])
+    if scaling:
+        headers = ["scenario", "load", "1 node acc/s", "2 nodes acc/s", "2 vs 1",
+                   "1 node p50", "2 nodes p50", "1 node p99", "2 nodes p99"]  # fmt: skip
+        parts += ["", "one server node against two (cluster-1, cluster)", _table(headers, scaling)]
+    checked = goals(report["results"])
+    if checked:
+        headers = ["goal", "measured", "met"]
+        rows = [[g["goal"], g["measured"], "yes" if g["met"] else "NO"] for g in checked]
+        parts += ["", "goals (issue 5)", _table(headers, rows, left=3)]
     for error in report["errors"]:
         parts.append(f"\nNOT RUN {error['target']} {error['scenario']}: {error['error']}")
     return "\n".join(parts)
+
+
+def _find(results: list[dict[str, Any]], target: str, scenario: str, load: str) -> Any:
+    return next(
+        (r for r in results if (r["target"], r["scenario"], r["load"]) == (target, scenario, load)),
+        None,
+    )
+
+
+def scaling_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """cluster-1 and cluster side by side, for every phase both ran."""
+    rows = []
+    for one in (r for r in results if r["target"] == "cluster-1"):
+        two = _find(results, "cluster", one["scenario"], one["load"])
+        if two is None:
+            continue
+        gain = two["accepted_per_s"] / one["accepted_per_s"] if one["accepted_per_s"] else None
+        rows.append(
+            [
+                one["scenario"],
+                one["load"],
+                f"{one['accepted_per_s']:.0f}",
+                f"{two['accepted_per_s']:.0f}",
+                _ratio(gain),
+                _ms(one["latency_ms"]["p50"]),
+                _ms(two["latency_ms"]["p50"]),
+                _ms(one["latency_ms"]["p99"]),
+                _ms(two["latency_ms"]["p99"]),
+            ]
+        )
+    return rows
+
+
+def _clean(row: dict[str, Any]) -> bool:
+    return not (row["lost"] or row["duplicated"] or row["order_violations"])
+
+
+def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, checked against the phases of this run that measure them."""
+    out: list[dict[str, Any]] = []
+
+    def check(goal: str, measured: str, met: bool) -> None:
+        out.append({"goal": goal, "measured": measured, "met": met})
+
+    ours = _find(results, "embedded", "small-rooms", "closed")
+    ref = _find(results, "reference", "small-rooms", "closed")
+    if ours and ref and ref["accepted_per_s"] and ref["deliveries_per_s"]:
+        acc = ours["accepted_per_s"] / ref["accepted_per_s"]
+        deliv = ours["deliveries_per_s"] / ref["deliveries_per_s"]
+        check(
+            "embedded small-rooms saturated: >= 0.5x the reference (msg/s and deliveries/s)",
+            f"{acc:.2f}x, {deliv:.2f}x ({ours['accepted_per_s']:.0f} vs "
+            f"{ref['accepted_per_s']:.0f} msg/s)",
+            acc >= 0.5 and deliv >= 0.5,
+        )
+    for target, scenario, load, limit in (
+        ("embedded", "small-rooms", "200/s", 50),
+        ("cluster", "small-rooms", "200/s", 100),
+        ("embedded", "big-room", "20/s", 100),
+    ):
+        row = _find(results, target, scenario, load)
+        if row and row["latency_ms"]["p99"] is not None:
+            p99 = row["latency_ms"]["p99"]
+            check(
+                f"{target} {scenario} at {load}: p99 < {limit} ms, nothing lost, duplicated "
+                "or reordered",
+                f"p99 {p99:.1f} ms, lost {row['lost']}, dup {row['duplicated']}, "
+                f"order {row['order_violations']}",
+                p99 < limit and _clean(row) and row["accepted_per_s"] >= 0.9 * row["offered_rate"],
+            )
+    idle = _find(
+        results,
+        "embedded",
+        "idle",
+        next(
+            (r["load"] for r in results if r["target"] == "embedded" and r["scenario"] == "idle"),
+            "",
+        ),
+    )
+    if idle:
+        check(
+            "idle: 5,000 sockets on one server process, < 100 KiB each",
+            f"{idle['sockets']} sockets, {idle['rss_per_connection_kib']:.1f} KiB each",
+            idle["sockets"] >= 5000 and idle["rss_per_connection_kib"] < 100,
+        )
+    one = _find(results, "cluster-1", "small-rooms", "closed")
+    two = _find(results, "cluster", "small-rooms", "closed")
+    if one and two and one["accepted_per_s"]:
+        gain = two["accepted_per_s"] / one["accepted_per_s"]
+        check(
+            "a second server node does not lower throughput (small-rooms saturated)",
+            f"{one['accepted_per_s']:.0f} -> {two['accepted_per_s']:.0f} msg/s ({gain:.2f}x)",
+            gain >= 0.95,  # within this machine's run-to-run noise
+        )
+    return out
 
 
 def ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
