@@ -358,6 +358,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     output: Path = args.output or REPO / "var" / "bench" / f"bench-{stamp}.json"
     results: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
+    probe_start = report.cpu_probe_ms()
     runs = list(ALL) if args.all else [(t, tuple(args.scenarios)) for t in args.targets]
     plan = phases.RunPlan(sum(phase_count(settings, s) for _, scenarios in runs for s in scenarios))
     t0 = time.monotonic()
@@ -383,7 +384,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "version": 1,
         "started_at": started_at.isoformat(timespec="seconds"),
         "elapsed_s": round(time.monotonic() - t0, 1),
-        "machine": report.machine(),
+        "machine": {
+            **report.machine(),
+            "cpu_probe_ms": {"start": probe_start, "end": report.cpu_probe_ms()},
+        },
         "settings": {
             "profile": "quick" if args.quick else "standard",
             "targets": args.targets,

@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import subprocess
+import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,18 @@ def machine() -> dict[str, Any]:
     }
 
 
+def cpu_probe_ms(loops: int = 5_000_000) -> float:
+    """Milliseconds of a fixed pure-Python loop: how fast this shared machine is right now.
+
+    Taken at the start and the end of a run, so that two runs' figures can be compared
+    knowing whether the machine itself was slower (other tenants, CPU frequency)."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(loops):
+        total += i
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 TARGET_COLOURS = {"embedded": 0, "cluster": 1, "reference": 2, "cluster-1": 3}
 
 
@@ -89,6 +102,15 @@ def render(report: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in m["packages"].items() if v)
     parts = [
         f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['platform']}",
+        *(
+            [
+                f"cpu probe (a fixed Python loop; larger = slower machine): "
+                f"{m['cpu_probe_ms']['start']} ms at the start, {m['cpu_probe_ms']['end']} ms "
+                "at the end"
+            ]
+            if "cpu_probe_ms" in m
+            else []
+        ),
         f"commit {m['commit']}; {versions}",
         "settings: " + ", ".join(f"{k}={v}" for k, v in s.items()),
         "",
@@ -322,7 +344,8 @@ def plot(report: dict[str, Any], path: Path) -> bool:
         for target in sorted({r["target"] for r in rows}):
             i = TARGET_COLOURS.get(target, 3)  # one colour per target in every panel
             points = sorted(
-                (r["offered_rate"], r["latency_ms"]) for r in rows if r["target"] == target
+                ((r["offered_rate"], r["latency_ms"]) for r in rows if r["target"] == target),
+                key=lambda point: point[0],  # a target run twice has equal rates
             )
             for p, style in styles.items():
                 xs = [x for x, lat in points if lat[p] is not None]
