@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,9 +55,24 @@ def _env(extra: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def log_directory() -> Path:
+    """Where the targets' logs go while they run: tmpfs when there is one.
+
+    The servers write an access line per request. On one ext4 disk those appends held
+    back RabbitMQ's fsyncs (data=ordered: a journal commit writes other files' appended
+    data first): with three processes appending log lines, a lone broker's publish
+    confirms went from p99 3 ms to 177 ms (max 296). Logs on tmpfs touch no journal; the
+    databases and queues stay on disk, with their syncs. Moved to the work directory when
+    the target stops.
+    """
+    shm = Path("/dev/shm")
+    base = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    return Path(tempfile.mkdtemp(prefix="chat-bench-logs-", dir=base))
+
+
 @dataclass
 class Process:
-    """A child process with its log in ``workdir``."""
+    """A child process with its log in ``logdir`` (``workdir`` unless told otherwise)."""
 
     name: str
     args: list[str]
@@ -64,16 +80,21 @@ class Process:
     env: dict[str, str]
     url: str | None = None
     proc: subprocess.Popen[bytes] | None = None
+    logdir: Path | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return (self.logdir or self.workdir) / f"{self.name}.log"
 
     def start(self) -> Process:
-        log = (self.workdir / f"{self.name}.log").open("ab")
+        log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             self.args, cwd=self.workdir, env=_env(self.env), stdout=log, stderr=subprocess.STDOUT
         )
         return self
 
     def log_tail(self, lines: int = 30) -> str:
-        path = self.workdir / f"{self.name}.log"
+        path = self.log_path
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
@@ -127,8 +148,15 @@ class Target:
     name: str
     processes: list[Process] = field(default_factory=list)
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="chat-bench-")))
+    logdir: Path = field(default_factory=log_directory)
     database: str | None = None
     prefix: str | None = None
+
+    def add(self, process: Process) -> Process:
+        """Start ``process`` as part of this target, its log in the target's log directory."""
+        process.logdir = self.logdir
+        self.processes.append(process.start())
+        return process
 
     @property
     def urls(self) -> list[str]:
@@ -146,6 +174,9 @@ class Target:
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+        for log in self.logdir.glob("*.log"):
+            shutil.move(log, self.workdir / log.name)
+        shutil.rmtree(self.logdir, ignore_errors=True)
         if self.database is not None:
             _drop_database(self.database)
         if self.prefix is not None:
@@ -155,8 +186,7 @@ class Target:
 def start_embedded() -> Target:
     """`chat serve` with no configuration, in an empty directory, as a new user runs it."""
     target = Target("embedded")
-    target.processes.append(_serve("server", target.workdir, {}).start())
-    target.processes[0].wait_healthy()
+    target.add(_serve("server", target.workdir, {})).wait_healthy()
     return target
 
 
@@ -165,8 +195,7 @@ def start_reference() -> Target:
     port = free_port()
     args = [sys.executable, "-m", "loadtests.reference_server", "--port", str(port)]
     process = Process("reference", args, target.workdir, {}, url=f"http://127.0.0.1:{port}")
-    target.processes.append(process.start())
-    process.wait_healthy()
+    target.add(process).wait_healthy()
     return target
 
 
@@ -252,9 +281,8 @@ def start_cluster(servers: int = 2) -> Target:
         if migrate.returncode != 0:
             raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
         for node in range(servers):
-            target.processes.append(_serve(f"server-{node + 1}", target.workdir, env).start())
-        worker = Process("worker", [CHAT, "worker"], target.workdir, env)
-        target.processes.append(worker.start())
+            target.add(_serve(f"server-{node + 1}", target.workdir, env))
+        worker = target.add(Process("worker", [CHAT, "worker"], target.workdir, env))
         for process in target.processes:
             if process.url is not None:
                 process.wait_healthy()
