@@ -90,7 +90,7 @@ def _table(headers: list[str], rows: list[list[str]], left: int = 0) -> str:
         "  ".join(
             c.ljust(w) if i < left else c.rjust(w)
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
-        )
+        ).rstrip()
         for r in rows
     ]
     return "\n".join(out)
@@ -202,12 +202,18 @@ def _find(results: list[dict[str, Any]], target: str, scenario: str, load: str) 
 
 
 def scaling_rows(results: list[dict[str, Any]]) -> list[list[str]]:
-    """cluster-1 and cluster side by side, for every phase both ran."""
+    """cluster-1 and cluster side by side, for every phase both ran (the k-th run of a
+    phase on one against the k-th on the other, when a run repeats them)."""
     rows = []
+    twos: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        if r["target"] == "cluster":
+            twos.setdefault((r["scenario"], r["load"]), []).append(r)
     for one in (r for r in results if r["target"] == "cluster-1"):
-        two = _find(results, "cluster", one["scenario"], one["load"])
-        if two is None:
+        waiting = twos.get((one["scenario"], one["load"]))
+        if not waiting:
             continue
+        two = waiting.pop(0)
         gain = two["accepted_per_s"] / one["accepted_per_s"] if one["accepted_per_s"] else None
         rows.append(
             [
