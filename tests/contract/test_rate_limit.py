@@ -101,6 +101,29 @@ async def test_nodes_leasing_tokens_never_admit_more_than_the_bucket_holds() -> 
     assert all(isinstance(r, RateLimited) for r in results if r is not None)
 
 
+async def test_calls_waiting_on_a_redis_that_hangs_pass_with_the_first() -> None:
+    """A Redis that accepts and never answers: concurrent calls of one bucket let through
+    together after one timeout, instead of each asking in turn (a timeout each)."""
+    connections = 0
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{port}/0")
+    rule = RateRule("hung", per_second=1.0, burst=4 * LEASE)
+    try:
+        await asyncio.gather(*(limiter.acquire("x", rule) for _ in range(5)))
+    finally:
+        await limiter.close()
+        server.close()
+    assert connections == 1
+
+
 async def test_memory_limiter_forgets_the_oldest_buckets_beyond_its_cap() -> None:
     limiter, rule = InMemoryRateLimiter(max_buckets=3), RateRule("cap", 0.001, 1)
     first = key()

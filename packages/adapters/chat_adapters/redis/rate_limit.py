@@ -76,7 +76,8 @@ class RedisRateLimiter(RateLimiter):
         self._now = now
         # bucket -> (tokens leased and not spent, until when), or (_REFUSED, retry at)
         self._local: OrderedDict[str, tuple[int, float]] = OrderedDict()
-        self._asking: dict[str, asyncio.Future[None]] = {}
+        # bucket -> the call of this node asking Redis now; its result: whether Redis failed
+        self._asking: dict[str, asyncio.Future[bool]] = {}
 
     async def _take(self, bucket: str, rule: RateRule) -> float:
         while True:
@@ -90,22 +91,28 @@ class RedisRateLimiter(RateLimiter):
             asking = self._asking.get(bucket)
             if asking is None:
                 break
-            await asyncio.shield(asking)  # another call of this node is asking Redis
-        self._asking[bucket] = asyncio.get_running_loop().create_future()
-        try:
-            return await self._ask(bucket, rule)
-        finally:
-            self._asking.pop(bucket).set_result(None)
-
-    async def _ask(self, bucket: str, rule: RateRule) -> float:
+            # Another call of this node is asking Redis: wait for its answer. If Redis did
+            # not answer, pass too, rather than each waiting for its own timeout in turn.
+            if await asyncio.shield(asking):
+                return 0.0
+        asking = self._asking[bucket] = asyncio.get_running_loop().create_future()
         want = LEASE if rule.burst >= MIN_BURST_TO_LEASE else 1
+        unanswered = True
         try:
             answer = await self._script(
                 keys=[f"{self._prefix}:{bucket}"], args=[rule.per_second, rule.burst, want]
             )
+            unanswered = False
         except (RedisError, OSError) as exc:
             log.warning("rate limiter: Redis did not answer (%s); letting the call through", exc)
             return 0.0
+        finally:
+            del self._asking[bucket]
+            asking.set_result(unanswered)
+        return self._granted(bucket, answer)
+
+    def _granted(self, bucket: str, answer: bytes | str) -> float:
+        """Remember what Redis answered (a lease or a refusal); the wait for this call."""
         granted_text, wait_text = answer.split()
         granted, wait, now = int(granted_text), float(wait_text), self._now()
         if granted == 0:
