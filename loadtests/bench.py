@@ -67,6 +67,10 @@ class Settings:
     big_room: Scenario
     idle: Idle
 
+    def rooms(self, name: str) -> Scenario:
+        """The room scenario called ``name`` ("small-rooms" or "big-room")."""
+        return self.small_rooms if name == "small-rooms" else self.big_room
+
     def flat(self) -> dict[str, Any]:
         s, b, i = self.small_rooms, self.big_room, self.idle
         return {
@@ -268,8 +272,7 @@ async def run_target(
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan)
             else:
-                scenario = settings.small_rooms if name == "small-rooms" else settings.big_room
-                await run_rooms(target, scenario, settings, rows, plan)
+                await run_rooms(target, settings.rooms(name), settings, rows, plan)
         except Exception as exc:
             errors.append({"target": target.name, "scenario": name, "error": repr(exc)})
             print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
@@ -328,7 +331,7 @@ def phase_count(settings: Settings, scenario: str) -> int:
     """Measured phases of one scenario on one target (if none is skipped)."""
     if scenario == "idle":
         return 1
-    chosen = settings.small_rooms if scenario == "small-rooms" else settings.big_room
+    chosen = settings.rooms(scenario)
     return len(chosen.rates) + (1 if chosen.closed_loop else 0)
 
 
