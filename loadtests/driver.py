@@ -2,7 +2,8 @@
 senders that post over REST, and a tracker that matches every ``message:new`` to its send.
 
 One process, one uvloop: REST over one pooled aiohttp session, every socket a
-python-socketio AsyncClient sharing another aiohttp session, JSON through orjson. The
+``ListeningSocket`` (a lean receive-only socket.io client) sharing another aiohttp
+session, JSON through orjson. The
 send time never leaves the process (the tracker keys on ``client_msg_id``), so latency is
 one monotonic clock read at each end; it is also written in the body for anyone reading
 the messages.
@@ -23,28 +24,11 @@ from typing import Any
 
 import aiohttp
 import orjson
-import socketio
-import socketio.packet
+
+from loadtests.listening_socket import ListeningSocket
 
 PASSWORD = "correct horse battery"
 now = time.perf_counter
-
-
-class _OrjsonPacketJson:
-    """socket.io packets through orjson (PITFALLS §1: dumps must accept separators= and
-    return str). Set class-wide, in this generator process only: decoding every delivery is
-    the generator's hottest path."""
-
-    @staticmethod
-    def dumps(obj: Any, **_: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    @staticmethod
-    def loads(data: str | bytes) -> Any:
-        return orjson.loads(data)
-
-
-socketio.packet.Packet.json = _OrjsonPacketJson
 
 
 class RestError(RuntimeError):
@@ -60,7 +44,7 @@ class Member:
     token: str
     rest_url: str
     socket_url: str
-    socket: socketio.AsyncClient | None = None
+    socket: ListeningSocket | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -191,7 +175,7 @@ class Population:
         self.tracker = Tracker()
         self.members: list[Member] = []
         self.rooms: list[Room] = []
-        self.sockets: list[socketio.AsyncClient] = []  # every socket opened, closed by close()
+        self.sockets: list[ListeningSocket] = []  # every socket opened, closed by close()
         self._limit = asyncio.Semaphore(concurrency)
         self._counter = itertools.count()
         self.rest = aiohttp.ClientSession(
@@ -263,28 +247,21 @@ class Population:
         self.rooms.append(room)
         return room
 
-    async def open_socket(self, member: Member, index: int | None = None) -> socketio.AsyncClient:
+    async def open_socket(self, member: Member, index: int | None = None) -> ListeningSocket:
         """Connect one websocket for ``member``; its deliveries count as socket ``index``."""
-        client = socketio.AsyncClient(reconnection=False, http_session=self.ws_session)
         on_message: Callable[[dict[str, Any]], None] = partial(
             self.tracker.on_message, member.index if index is None else index
         )
-        client.on("message:new", on_message)
-        refusals: list[Any] = []
-        client.on("connect_error", refusals.append)
-        self.sockets.append(client)
+        socket = ListeningSocket(
+            self.ws_session,
+            member.socket_url,
+            auth={"token": member.token},
+            handlers={"message:new": on_message},
+        )
+        self.sockets.append(socket)
         async with self._limit:
-            try:
-                await client.connect(
-                    member.socket_url,
-                    auth={"token": member.token},
-                    transports=["websocket"],
-                    wait_timeout=15,
-                )
-            except socketio.exceptions.ConnectionError as exc:
-                # The client's own message hides the server's reason; keep it.
-                raise socketio.exceptions.ConnectionError(f"{exc} {refusals}") from None
-        return client
+            await socket.connect(timeout=15)
+        return socket
 
     async def connect_all(self) -> None:
         async def one(member: Member) -> None:
