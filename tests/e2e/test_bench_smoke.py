@@ -125,3 +125,12 @@ def test_locustfile_runs_headless_against_embedded(server: ChatProcess, tmp_path
     # Every member of a 3-member room gets each message, the sender included.
     assert int(deliveries["Request Count"]) >= int(sends["Request Count"])
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, run.stderr[-3000:]
+
+
+def test_all_runs_the_one_node_cluster_at_its_two_highest_rates_only() -> None:
+    from loadtests.bench import ALL, STANDARD, Run, phase_count
+
+    one_node = next(run for run in ALL if run.target == "cluster-1")
+    assert one_node.settings(STANDARD).small_rooms.rates == STANDARD.small_rooms.rates[-2:]
+    assert phase_count(one_node.settings(STANDARD), "small-rooms") == 3  # two rates, closed
+    assert Run("embedded", ("small-rooms",)).settings(STANDARD) is STANDARD
