@@ -875,6 +875,49 @@ def test_only_sqlite_files_are_checkpointed(tmp_path: Path) -> None:
     assert sqlite_file(create_engine("postgresql+asyncpg://postgres@127.0.0.1/x")) is None
 
 
+async def test_allocate_seqs_with_members_reads_each_rooms_members_as_well(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
+    room, emptied = await add_room(storage, alice, bob), await add_room(storage, carol)
+    async with storage() as uow:
+        await uow.rooms.remove_member(emptied.id, carol.id)
+        blocks = await uow.rooms.allocate_seqs_with_members({room.id: 2, emptied.id: 1})
+        assert await uow.rooms.allocate_seqs_with_members({}) == {}
+        await uow.commit()
+    assert {r: (b.first, sorted(b.member_ids)) for r, b in blocks.items()} == {
+        room.id: (1, sorted([alice.id, bob.id])),
+        emptied.id: (1, []),
+    }
+    with pytest.raises(NotFound):
+        async with storage() as uow:
+            await uow.rooms.allocate_seqs_with_members({room.id: 1, new_id(): 1})
+    async with storage() as uow:
+        assert (await uow.rooms.allocate_seqs_with_members({room.id: 1}))[room.id].first == 3
+
+
+async def test_storing_a_stored_message_again_conflicts_and_frees_the_seqs_taken(
+    storage: UnitOfWorkFactory,
+) -> None:
+    """What StoreMessages' common path relies on: it numbers a batch without looking for
+    stored copies, and a redelivered message among them breaks the primary key."""
+    (alice,) = await add_users(storage, "alice")
+    room = await add_room(storage, alice)
+    stored = await store(storage, room, alice, "stored")
+    with pytest.raises(Conflict):
+        async with storage() as uow:
+            first = (await uow.rooms.allocate_seqs_with_members({room.id: 2}))[room.id].first
+            fresh = Message(new_id(), room.id, alice.id, "fresh", T0, seq=first)
+            await uow.messages.add_many([fresh, stored.numbered(first + 1)])
+            await uow.commit()
+    page, _ = await read(
+        storage, lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=10)
+    )
+    assert [(m.body, m.seq) for m in page] == [("stored", 1)]
+    async with storage() as uow:
+        assert await uow.rooms.allocate_seq(room.id) == 2
+
+
 async def test_allocate_seqs_of_several_rooms_in_one_go(storage: UnitOfWorkFactory) -> None:
     (alice,) = await add_users(storage, "alice")
     first, second, third = [await add_room(storage, alice) for _ in range(3)]

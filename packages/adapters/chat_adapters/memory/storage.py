@@ -17,6 +17,7 @@ from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import (
     MessageRepository,
     RoomRepository,
+    SeqBlock,
     UnitOfWork,
     UnitOfWorkFactory,
     UserRepository,
@@ -275,6 +276,11 @@ class InMemoryRoomRepository(RoomRepository):
             state.rooms[room_id] = replace(room, last_seq=room.last_seq + count)
             state.last_activity[room_id] = max(state.last_activity.get(room_id, now), now)
         return firsts
+
+    async def allocate_seqs_with_members(self, counts: Mapping[str, int]) -> dict[str, SeqBlock]:
+        firsts = await self.allocate_seqs(counts)
+        members = await self.member_ids_of(firsts)
+        return {r: SeqBlock(first, members.get(r, [])) for r, first in firsts.items()}
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None

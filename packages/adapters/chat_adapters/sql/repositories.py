@@ -30,7 +30,12 @@ from chat_domain.entities import (
     User,
 )
 from chat_domain.errors import NotFound
-from chat_domain.ports.storage import MessageRepository, RoomRepository, UserRepository
+from chat_domain.ports.storage import (
+    MessageRepository,
+    RoomRepository,
+    SeqBlock,
+    UserRepository,
+)
 
 
 class Executor(Protocol):
@@ -79,12 +84,23 @@ _NOW = bindparam("now", type_=UTCDateTime())
 
 
 @functools.lru_cache(maxsize=128)
-def _allocate_seqs(count: int) -> Executable:
-    """UPDATE rooms r0..r{count-1}, each last_seq += its n, RETURNING id, last_seq."""
+def _allocate_seqs(count: int, with_members: bool = False) -> Executable:
+    """UPDATE rooms r0..r{count-1}, each last_seq += its n, RETURNING id, last_seq (and,
+    with members, their user ids joined by commas: ids never hold one)."""
     ids: list[BindParameter[str]] = [bindparam(f"r{i}") for i in range(count)]
     increment = case(
         *((rooms.c.id == ids[i], bindparam(f"n{i}", type_=Integer)) for i in range(count))
     )
+    returned: list[Any] = [rooms.c.id, rooms.c.last_seq]
+    if with_members:
+        # string_agg on PostgreSQL, group_concat on SQLite; NULL for a room with nobody.
+        member_ids = (
+            select(func.aggregate_strings(memberships.c.user_id, ","))
+            .where(memberships.c.room_id == rooms.c.id)
+            .correlate(rooms)
+            .scalar_subquery()
+        )
+        returned.append(member_ids.label("member_ids"))
     return (
         update(rooms)
         .where(rooms.c.id.in_(ids))
@@ -95,7 +111,7 @@ def _allocate_seqs(count: int) -> Executable:
                 (rooms.c.last_activity_at > _NOW, rooms.c.last_activity_at), else_=_NOW
             ),
         )
-        .returning(rooms.c.id, rooms.c.last_seq)
+        .returning(*returned)
     )
 
 
@@ -371,6 +387,20 @@ class SqlAlchemyRoomRepository(RoomRepository):
         # this transaction ends (PostgreSQL row locks; SQLite's BEGIN IMMEDIATE already
         # holds the database), so concurrent stores to one room queue here, and a
         # rollback undoes the increments.
+        rows = await self._allocate(counts, with_members=False)
+        return {room_id: int(row.last_seq) - counts[room_id] + 1 for room_id, row in rows.items()}
+
+    async def allocate_seqs_with_members(self, counts: Mapping[str, int]) -> dict[str, SeqBlock]:
+        rows = await self._allocate(counts, with_members=True)
+        return {
+            room_id: SeqBlock(
+                int(row.last_seq) - counts[room_id] + 1,
+                row.member_ids.split(",") if row.member_ids else [],
+            )
+            for room_id, row in rows.items()
+        }
+
+    async def _allocate(self, counts: Mapping[str, int], with_members: bool) -> dict[str, Row[Any]]:
         if any(count < 1 for count in counts.values()):
             raise ValueError("count must be at least 1")
         if not counts:
@@ -378,11 +408,11 @@ class SqlAlchemyRoomRepository(RoomRepository):
         params: dict[str, Any] = {"now": datetime.now(UTC)}
         for i, (room_id, count) in enumerate(counts.items()):
             params[f"r{i}"], params[f"n{i}"] = room_id, count
-        rows = await self._db.execute(_allocate_seqs(len(counts)), params)
-        lasts = {row.id: int(row.last_seq) for row in rows}
-        if len(lasts) != len(counts):
+        statement = _allocate_seqs(len(counts), with_members)
+        rows = {row.id: row for row in await self._db.execute(statement, params)}
+        if len(rows) != len(counts):
             raise NotFound("room not found")
-        return {room_id: lasts[room_id] - count + 1 for room_id, count in counts.items()}
+        return rows
 
     async def advance_marker(
         self, room_id: str, user_id: str, *, delivered_seq: int | None, read_seq: int | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 
 from chat_domain.entities import Member, Membership, Message, Room, RoomSummary, User
@@ -23,6 +24,14 @@ class UserRepository(ABC):
     @abstractmethod
     async def search(self, prefix: str, limit: int) -> list[User]:
         """Users whose username starts with ``prefix``, by username."""
+
+
+@dataclass(frozen=True, slots=True)
+class SeqBlock:
+    """The seqs a room gave a batch of its messages, and who was a member as it did."""
+
+    first: int
+    member_ids: list[str]
 
 
 class RoomRepository(ABC):
@@ -79,6 +88,11 @@ class RoomRepository(ABC):
         several rooms at once; ``NotFound`` if a room is missing. The numbers are only used
         if the transaction commits; a rollback frees them, so a sequence has no gap.
         Concurrent callers of one room wait."""
+
+    @abstractmethod
+    async def allocate_seqs_with_members(self, counts: Mapping[str, int]) -> dict[str, SeqBlock]:
+        """``allocate_seqs``, with each room's member ids read in the same statement: all
+        that storing a batch needs of its rooms, in one round trip."""
 
     async def allocate_seq(self, room_id: str, count: int = 1) -> int:
         """``allocate_seqs`` for one room."""

@@ -79,6 +79,10 @@ class SendMessage:
         return SendResult(message, MessageStatus.ACCEPTED)
 
 
+_ById = dict[str, Message]
+_MembersByRoom = dict[str, list[str]]
+
+
 class StoreMessages:
     """Worker side: give accepted messages their rooms' next ``seq``s, store them, fan them out.
 
@@ -96,22 +100,10 @@ class StoreMessages:
 
     async def __call__(self, accepted: Sequence[Message]) -> list[Message]:
         batch = list({m.id: m for m in accepted}.values())  # one id twice: stored once
-        async with self._uow() as uow:
-            stored = await uow.messages.get_many([m.id for m in batch])
-            by_room: dict[str, list[Message]] = {}
-            for message in batch:
-                if message.id not in stored:
-                    by_room.setdefault(message.room_id, []).append(message)
-            firsts = await uow.rooms.allocate_seqs({r: len(ms) for r, ms in by_room.items()})
-            new = [
-                m.numbered(seq)
-                for room_id, messages in by_room.items()
-                for seq, m in enumerate(messages, start=firsts[room_id])
-            ]
-            await uow.messages.add_many(new)
-            stored.update((m.id, m) for m in new)
-            members = await uow.rooms.member_ids_of({m.room_id for m in batch})
-            await uow.commit()
+        try:
+            stored, members = await self._store_all(batch)
+        except Conflict:  # some message is stored already (a redelivery): rolled back
+            stored, members = await self._store_unstored(batch)
         await self._notifier.emit_many(
             [
                 Notification(
@@ -121,6 +113,49 @@ class StoreMessages:
             ]
         )
         return [stored[m.id] for m in accepted]
+
+    async def _store_all(self, batch: list[Message]) -> tuple[_ById, _MembersByRoom]:
+        """The common case, a batch none of which is stored yet: two statements. Storing a
+        message twice breaks its primary key, raising ``Conflict``, and the whole unit
+        rolls back, its seqs with it."""
+        by_room = _by_room(batch)
+        async with self._uow() as uow:
+            blocks = await uow.rooms.allocate_seqs_with_members(
+                {r: len(ms) for r, ms in by_room.items()}
+            )
+            new = _numbered(by_room, {r: block.first for r, block in blocks.items()})
+            await uow.messages.add_many(new)
+            await uow.commit()
+        return {m.id: m for m in new}, {r: block.member_ids for r, block in blocks.items()}
+
+    async def _store_unstored(self, batch: list[Message]) -> tuple[_ById, _MembersByRoom]:
+        """Read which messages are stored first, number and store only the others."""
+        async with self._uow() as uow:
+            stored = await uow.messages.get_many([m.id for m in batch])
+            by_room = _by_room([m for m in batch if m.id not in stored])
+            firsts = await uow.rooms.allocate_seqs({r: len(ms) for r, ms in by_room.items()})
+            new = _numbered(by_room, firsts)
+            await uow.messages.add_many(new)
+            stored.update((m.id, m) for m in new)
+            members = await uow.rooms.member_ids_of({m.room_id for m in batch})
+            await uow.commit()
+        return stored, members
+
+
+def _by_room(messages: list[Message]) -> dict[str, list[Message]]:
+    """Messages grouped by room, each room's in the order given."""
+    by_room: dict[str, list[Message]] = {}
+    for message in messages:
+        by_room.setdefault(message.room_id, []).append(message)
+    return by_room
+
+
+def _numbered(by_room: dict[str, list[Message]], firsts: dict[str, int]) -> list[Message]:
+    return [
+        m.numbered(seq)
+        for room_id, messages in by_room.items()
+        for seq, m in enumerate(messages, start=firsts[room_id])
+    ]
 
 
 @dataclass(frozen=True, slots=True)
