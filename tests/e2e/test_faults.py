@@ -210,14 +210,16 @@ async def test_redis_restarted_sockets_keep_working(scene: Scene) -> None:
         if is_up(REDIS):
             break
         await asyncio.sleep(0.1)
-    # Pub/sub is at-most-once while the listeners resubscribe: probe until fan-out is back.
+    # Pub/sub is at-most-once while the listeners resubscribe: probe until fan-out is back
+    # on both nodes (each resubscribes on its own: one back says nothing of the other).
     probe_deadline = asyncio.get_running_loop().time() + 45
     while True:
         probe = await burst(scene.apis, scene.alice, scene.room, 1)
         try:
-            await scene.bob_socket.wait_for(
-                "message:new", lambda m, i=probe.accepted_ids[0]: m["id"] == i, timeout=2
-            )
+            for s in (scene.bob_socket, scene.alice_socket):
+                await s.wait_for(
+                    "message:new", lambda m, i=probe.accepted_ids[0]: m["id"] == i, timeout=2
+                )
             break
         except TimeoutError:
             assert asyncio.get_running_loop().time() < probe_deadline, (
