@@ -47,6 +47,7 @@ class Node:
     sio: socketio.AsyncServer = field(init=False)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    disconnected: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
 
     @property
     def url(self) -> str:
@@ -61,6 +62,10 @@ class Node:
         async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> None:
             for room in [f"user:{auth['token']}", *auth.get("rooms", [])]:
                 await self.sio.enter_room(sid, room)
+
+        @self.sio.event
+        async def disconnect(sid: str, *_: Any) -> None:
+            self.disconnected.put_nowait(sid)  # the manager forgets the socket right after
 
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]
@@ -197,6 +202,30 @@ async def test_skip_sid_leaves_out_that_socket_only(cluster: Cluster) -> None:
     await no_more([a1, a2], lambda m: source.sio.emit("marker", m, room=["user:a"]))
     assert a1.events["hello"] == []
     assert a2.events["hello"] == ["x"]
+
+
+async def test_a_socket_that_goes_leaves_every_room_it_was_in_and_no_other(
+    cluster: Cluster,
+) -> None:
+    """The managers index each socket's rooms (a disconnect does not scan every room)."""
+    source, home = await emitter_and_home(cluster)
+    a = await cluster.connect(home, "a", "team", "ops")
+    b = await cluster.connect(home, "b", "team", "night")
+    manager = home.sio.manager
+    sid_a, sid_b = a.client.get_sid(), b.client.get_sid()
+    assert set(manager.get_rooms(sid_a, "/")) == {sid_a, "user:a", "team", "ops"}
+    await home.sio.leave_room(sid_b, "night")
+    assert set(manager.get_rooms(sid_b, "/")) == {sid_b, "user:b", "team"}
+
+    await a.disconnect()
+    assert await asyncio.wait_for(home.disconnected.get(), WAIT) == sid_a
+    await no_more([b], lambda m: source.sio.emit("marker", m, room=["team"]))
+    assert manager.get_rooms(sid_a, "/") == []
+    rooms = manager.rooms["/"]
+    assert all(sid_a not in members for members in rooms.values())
+    assert "ops" not in rooms and "night" not in rooms  # emptied rooms are dropped
+    assert set(rooms["team"]) == {sid_b}
+    assert set(manager.get_rooms(sid_b, "/")) == {sid_b, "user:b", "team"}
 
 
 async def test_notifications_sent_together_arrive_in_order_each_once(cluster: Cluster) -> None:

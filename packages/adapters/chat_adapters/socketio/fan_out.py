@@ -5,15 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import socketio
 from engineio import packet as eio_packet
 from socketio import packet
+
+from chat_adapters.socketio.room_index import RoomIndexedManager
 
 log = logging.getLogger(__name__)
 
 
-class InlineFanOutManager(socketio.AsyncManager):  # type: ignore[misc]
-    """python-socketio's local manager, with one change to ``emit`` to a room.
+class InlineFanOutManager(RoomIndexedManager):
+    """python-socketio's local manager (with a socket -> rooms index), and one change to
+    ``emit`` to a room.
 
     The stock manager encodes the packet once, then creates one asyncio task per
     recipient socket and waits for them all. Handing a packet to a socket only queues it
