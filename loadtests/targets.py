@@ -151,6 +151,7 @@ class Target:
     logdir: Path = field(default_factory=log_directory)
     database: str | None = None
     prefix: str | None = None
+    stopped: bool = False
 
     def add(self, process: Process) -> Process:
         """Start ``process`` as part of this target, its log in the target's log directory."""
@@ -172,6 +173,10 @@ class Target:
         return sum(cpu_seconds(pid) for pid in self.pids())
 
     def stop(self) -> None:
+        """Stop every process and clean up after them; a second call does nothing."""
+        if self.stopped:
+            return
+        self.stopped = True
         for process in reversed(self.processes):
             process.stop()
         for log in self.logdir.glob("*.log"):
