@@ -17,8 +17,9 @@ class RoomIndexedManager(socketio.AsyncManager):  # type: ignore[misc]
     server going away (or a load balancer restart) costs its peers as much. Here a
     disconnect reads the socket's rooms from the index, and ``get_rooms`` does too.
 
-    ``basic_disconnect`` repeats the stock bookkeeping after the room scan
-    (python-socketio 5.x, ``base_manager.py``): recheck it when upgrading.
+    ``basic_disconnect`` repeats the stock bookkeeping after the room scan (python-socketio
+    5.18, ``base_manager.py``; 5.14-5.17 had no ``pending_connect``): recheck it when
+    upgrading.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
