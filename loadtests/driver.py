@@ -3,10 +3,9 @@ senders that post over REST, and a tracker that matches every ``message:new`` to
 
 One process, one uvloop: REST over one pooled aiohttp session, every socket a
 ``ListeningSocket`` (a lean receive-only socket.io client) sharing another aiohttp
-session, JSON through orjson. The
-send time never leaves the process (the tracker keys on ``client_msg_id``), so latency is
-one monotonic clock read at each end; it is also written in the body for anyone reading
-the messages.
+session, JSON through orjson. The send time never leaves the process (the tracker keys
+on ``client_msg_id``), so latency is one monotonic clock read at each end; it is also
+written in the body for anyone reading the messages.
 """
 
 from __future__ import annotations

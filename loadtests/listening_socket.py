@@ -50,20 +50,19 @@ class ListeningSocket:
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
         self.sid: str | None = None
-        self.pongs = 0  # pings answered: the server's heartbeat is being kept
-        self.ponged = asyncio.Event()  # set at each answered ping
+        self.ponged = asyncio.Event()  # set at each answered ping: the heartbeat is kept
         self.closed = asyncio.Event()
 
     async def connect(self, timeout: float = 15.0) -> None:
         """Open the websocket and join the default namespace; raise ``SocketRefused``."""
         async with asyncio.timeout(timeout):
             self._ws = await self._session.ws_connect(self._url, autoping=True)
-            opened = await self._ws.receive_str()
+            opened = await self._receive_text()
             if not opened.startswith(EIO_OPEN):
                 raise SocketRefused(f"expected an Engine.IO open packet, got {opened[:80]!r}")
             await self._ws.send_str(EIO_MESSAGE + SIO_CONNECT + orjson.dumps(self._auth).decode())
             while True:  # a ping may come before the connect's answer
-                frame = await self._ws.receive_str()
+                frame = await self._receive_text()
                 if frame == EIO_PING:
                     await self._pong()
                 elif frame.startswith(EIO_MESSAGE + SIO_CONNECT):
@@ -72,6 +71,16 @@ class ListeningSocket:
                 elif frame.startswith(EIO_MESSAGE + SIO_CONNECT_ERROR):
                     raise SocketRefused(f"connect refused: {frame[2:]}")
         self._reader = asyncio.create_task(self._read())
+
+    async def _receive_text(self) -> str:
+        """The next text frame of the handshake; ``SocketRefused`` if the server closed."""
+        assert self._ws is not None
+        message = await self._ws.receive()
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            reason = self._ws.close_code, message.extra or message.data
+            raise SocketRefused(f"websocket {message.type.name} before connecting: {reason}")
+        text: str = message.data
+        return text
 
     async def disconnect(self) -> None:
         if self._reader is not None:
@@ -85,7 +94,6 @@ class ListeningSocket:
     async def _pong(self) -> None:
         assert self._ws is not None
         await self._ws.send_str(EIO_PONG)
-        self.pongs += 1
         self.ponged.set()
 
     async def _read(self) -> None:

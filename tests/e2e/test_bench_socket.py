@@ -81,3 +81,27 @@ async def test_a_refused_connect_says_why(server: tuple[socketio.AsyncServer, st
         with pytest.raises(SocketRefused, match="bad token"):
             await socket.connect(timeout=TIMEOUT)
         await socket.disconnect()
+
+
+async def test_a_websocket_closed_before_connecting_is_a_refusal() -> None:
+    async def close_at_once(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        await ws.close(code=1008, message=b"full")
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/socket.io/", close_at_once)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession() as session:
+            socket = ListeningSocket(session, f"http://127.0.0.1:{port}", {"token": "t"}, {})
+            with pytest.raises(SocketRefused, match=r"CLOSE.*1008"):
+                await socket.connect(timeout=TIMEOUT)
+            await socket.disconnect()
+    finally:
+        await runner.cleanup()

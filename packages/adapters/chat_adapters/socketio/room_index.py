@@ -25,7 +25,7 @@ class RoomIndexedManager(socketio.AsyncManager):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         # rooms_of[namespace][sid] = the socket's rooms (None: the namespace's own), in order
-        self._rooms_of: dict[str | None, dict[str, dict[Any, None]]] = {}
+        self._rooms_of: dict[str, dict[str, dict[Any, None]]] = {}
 
     def basic_enter_room(
         self, sid: str, namespace: str, room: Any, eio_sid: str | None = None
