@@ -5,6 +5,7 @@ The bench's figures are only as true as this client's reading of the protocol.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,13 +33,20 @@ async def server() -> AsyncIterator[tuple[socketio.AsyncServer, str]]:
 
     app = web.Application()
     sio.attach(app)
+    async with serving(app) as url:
+        yield sio, url
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """``app`` on a free port of 127.0.0.1, for the block; its URL."""
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     try:
-        yield sio, f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
 
@@ -92,16 +100,8 @@ async def test_a_websocket_closed_before_connecting_is_a_refusal() -> None:
 
     app = web.Application()
     app.router.add_get("/socket.io/", close_at_once)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as session:
-            socket = ListeningSocket(session, f"http://127.0.0.1:{port}", {"token": "t"}, {})
-            with pytest.raises(SocketRefused, match=r"CLOSE.*1008"):
-                await socket.connect(timeout=TIMEOUT)
-            await socket.disconnect()
-    finally:
-        await runner.cleanup()
+    async with serving(app) as url, aiohttp.ClientSession() as session:
+        socket = ListeningSocket(session, url, {"token": "t"}, {})
+        with pytest.raises(SocketRefused, match=r"CLOSE.*1008"):
+            await socket.connect(timeout=TIMEOUT)
+        await socket.disconnect()
