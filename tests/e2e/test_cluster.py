@@ -3,10 +3,12 @@ and PostgreSQL. A client on any node gets every event of its rooms."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import redis.asyncio as redis
 
 from tests.support.clients import Api, Socket
 from tests.support.cluster import Cluster, cluster
@@ -94,6 +96,38 @@ async def test_a_member_added_on_node_b_gets_events_on_node_a(
     after_id = r.json()["message"]["id"]
     await alice_on_a.wait_for("message:new", lambda m: m["id"] == after_id, timeout=15)
     assert after_id not in {m["id"] for m in carol_on_a.events["message:new"]}
+
+
+async def test_a_connecting_socket_gets_its_presence_list_without_pub_sub(
+    apis: list[Api], sockets: list[Socket], nodes: Cluster
+) -> None:
+    # The list goes to a socket of this node: published, every node would read and drop
+    # it, n² messages for n members of a room coming online.
+    a, _ = apis
+    alice, bob = await a.signup("alice"), await a.signup("bob")
+    room = await a.create_room(alice, bob)
+    alice_on_a = await Socket(nodes.servers[0].url, alice.token).connect()
+    sockets.append(alice_on_a)
+    async with redis.from_url(REDIS.url) as client, client.pubsub() as channel:
+        await channel.subscribe(nodes.redis_channel)
+        bob_on_b = await Socket(nodes.servers[1].url, bob.token).connect()
+        sockets.append(bob_on_b)
+        await bob_on_b.wait_for("presence", lambda e: e == {"user_id": alice.id, "online": True})
+
+        # Bob's typing crosses the channel after anything node B published for his connect.
+        assert (await bob_on_b.call("typing", {"room_id": room["id"], "is_typing": True}))["ok"]
+        await alice_on_a.wait_for("typing", lambda e: e["user_id"] == bob.id)
+        published: list[bytes] = []
+        deadline = asyncio.get_running_loop().time() + 10
+        while not any(b'"typing"' in p for p in published):
+            assert asyncio.get_running_loop().time() < deadline, published
+            message = await channel.get_message(ignore_subscribe_messages=True, timeout=1)
+            if message is not None:  # None: a subscribe confirmation, or a quiet second
+                published.append(message["data"])
+
+    bob_sid = bob_on_b.client.get_sid().encode()
+    assert not [p for p in published if bob_sid in p]
+    assert any(b'"presence"' in p for p in published)  # bob's own arrival, to the room
 
 
 async def test_readiness_names_every_backing_service(apis: list[Api]) -> None:

@@ -48,6 +48,10 @@ class Cluster:
     workers: list[ChatProcess] = field(default_factory=list)
 
     @property
+    def redis_channel(self) -> str:
+        return f"{self.prefix}-socketio"
+
+    @property
     def env(self) -> dict[str, str]:
         return {
             "CHAT_BROKER": "rabbitmq",
@@ -55,7 +59,7 @@ class Cluster:
             "CHAT_RABBITMQ_PREFIX": self.prefix,
             "CHAT_SOCKETIO_MANAGER": "redis",
             "CHAT_REDIS_URL": REDIS.url,
-            "CHAT_REDIS_CHANNEL": f"{self.prefix}-socketio",
+            "CHAT_REDIS_CHANNEL": self.redis_channel,
             "CHAT_DATABASE_URL": self.database_url,
             "CHAT_SECRET_KEY": "e2e-cluster-secret-key-0123456789abcdef",
             "CHAT_EMBEDDED_WORKER": "false",
