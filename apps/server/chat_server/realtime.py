@@ -196,13 +196,8 @@ def register_socket_handlers(
                     break
                 await asyncio.sleep(0)
             online = await container.connect_socket()(user_id, sid)
-            # The socket is on this node: with the Redis manager, a plain emit would be
-            # published for every node to read and drop. For a room of n members coming
-            # online that is n² pub/sub messages (40,000 for the bench's room of 200).
-            for contact_id in online:
-                await sio.emit(
-                    PRESENCE, {"user_id": contact_id, "online": True}, to=sid, ignore_queue=True
-                )
+            for contact_id in online:  # to this node's socket: the managers publish none
+                await sio.emit(PRESENCE, {"user_id": contact_id, "online": True}, to=sid)
         except Exception:
             log.exception("presence on connect failed for user %s", user_id)
 

@@ -196,6 +196,36 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             except Exception:  # the supervisor itself must never die quietly
                 self._log.exception("socket.io Redis supervision round failed")
 
+    # --- emits --------------------------------------------------------------------
+    async def emit(
+        self,
+        event: str,
+        data: Any,
+        namespace: str | None = None,
+        room: Any = None,
+        skip_sid: Any = None,
+        callback: Any = None,
+        to: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        """As python-socketio's, except that an emit to one socket of this node is not
+        published: every other node would read it only to drop it. A socket told which of
+        its room mates are online gets one event each, so without this n members coming
+        online cost n² pub/sub messages."""
+        target, namespace = to or room, namespace or "/"
+        local = isinstance(target, str) and self.is_connected(target, namespace)
+        if local and callback is None:
+            kwargs["ignore_queue"] = True
+        await super().emit(
+            event,
+            data,
+            namespace=namespace,
+            room=target,
+            skip_sid=skip_sid,
+            callback=callback,
+            **kwargs,
+        )
+
     # --- several emits in one message ------------------------------------------------
     async def emit_many(
         self, emits: Sequence[tuple[str, Any, list[str]]], namespace: str = "/"
