@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -389,3 +390,28 @@ async def test_the_supervisor_restarts_a_dead_listener_by_itself(redis_cluster: 
     token = uuid.uuid4().hex
     await a_node.sio.emit("hello", token, room=["user:u"])
     await on_b.wait_for("hello", lambda t: t == token, timeout=WAIT)
+
+
+@redis_only
+async def test_an_emit_to_a_socket_of_this_node_is_delivered_and_not_published(
+    redis_cluster: Cluster,
+) -> None:
+    """Every other node would read such an emit only to drop it (the presence list a socket
+    gets on connecting is one per online room mate: n² pub/sub messages for n members)."""
+    home, other = await redis_cluster.node(), await redis_cluster.node()
+    on_home = await redis_cluster.connect(home, "u")
+    on_other = await redis_cluster.connect(other, "u")
+    async with aioredis.from_url(REDIS.url) as r:
+        pubsub = r.pubsub()
+        await pubsub.subscribe(redis_cluster.channel)
+        await home.sio.emit("hello", "direct", to=on_home.client.get_sid())
+        assert await on_home.wait_for("hello", timeout=WAIT) == ["direct"]
+        await home.sio.emit("hello", "room", room="user:u")  # a room may span nodes
+        assert await on_other.wait_for("hello", timeout=WAIT) == ["room"]
+        async with asyncio.timeout(WAIT):
+            message = None
+            while message is None:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+        await pubsub.aclose()
+    assert json.loads(message["data"])["data"] == ["room"]  # the first out is the room emit
+    assert on_home.events["hello"] == ["direct", "room"]
