@@ -21,7 +21,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -135,6 +135,17 @@ async def storage(
 @pytest.fixture(params=SQL_BACKENDS)
 async def sql_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     engine = await _sql_engine(request.param, request, tmp_path)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def postgres_engine(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[AsyncEngine]:
+    engine = await _sql_engine("postgres", request, tmp_path)
     try:
         yield engine
     finally:
@@ -790,32 +801,28 @@ async def test_a_reading_unit_holds_no_transaction_between_its_reads(
 
 @pytest.mark.postgres
 async def test_connections_the_server_closed_are_replaced_without_an_error(
-    request: pytest.FixtureRequest, tmp_path: Path
+    postgres_engine: AsyncEngine,
 ) -> None:
-    engine = await _sql_engine("postgres", request, tmp_path)
-    storage = SqlAlchemyUnitOfWorkFactory(engine)
-    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    try:
-        (alice,) = await add_users(storage, "alice")
-        for unit in (storage.reading, storage):
-            async with storage() as uow:  # a connection in the pool, idle
-                assert await uow.users.get(alice.id) == alice
-            # As a restart does: the server ends every connection of the database.
-            admin = await asyncpg.connect(dsn)
-            try:
-                pids = await admin.fetch(
-                    "SELECT pid FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-                assert pids
-                for row in pids:  # waits (up to 5 s) until each has ended
-                    assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", row[0])
-            finally:
-                await admin.close()
-            async with unit() as uow:
-                assert await uow.users.get(alice.id) == alice
-    finally:
-        await engine.dispose()
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    dsn = postgres_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    (alice,) = await add_users(storage, "alice")
+    for unit in (storage.reading, storage):
+        async with storage() as uow:  # a connection in the pool, idle
+            assert await uow.users.get(alice.id) == alice
+        # As a restart does: the server ends every connection of the database.
+        admin = await asyncpg.connect(dsn)
+        try:
+            pids = await admin.fetch(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            assert pids
+            for row in pids:  # waits (up to 5 s) until each has ended
+                assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", row[0])
+        finally:
+            await admin.close()
+        async with unit() as uow:
+            assert await uow.users.get(alice.id) == alice
 
 
 # --- SQLite WAL checkpoints ---------------------------------------------------------------
@@ -896,26 +903,128 @@ async def test_allocate_seqs_with_members_reads_each_rooms_members_as_well(
         assert (await uow.rooms.allocate_seqs_with_members({room.id: 1}))[room.id].first == 3
 
 
-async def test_storing_a_stored_message_again_conflicts_and_frees_the_seqs_taken(
+# --- storing a batch of new messages (the worker's path) --------------------------------
+
+
+def draft(room: Room, sender: User, body: str, at: datetime = T0) -> Message:
+    return Message(new_id(), room.id, sender.id, body, at, client_msg_id=f"c-{body}")
+
+
+async def page_of(storage: UnitOfWorkFactory, room: Room) -> list[tuple[str, int | None]]:
+    page, _ = await read(
+        storage, lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=50)
+    )
+    return [(m.body, m.seq) for m in page]
+
+
+async def test_a_batch_of_several_rooms_is_numbered_per_room_in_order_and_stored(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
+    room, other, emptied = (
+        await add_room(storage, alice, bob),
+        await add_room(storage, carol),
+        await add_room(storage, carol),
+    )
+    async with storage() as uow:
+        await uow.rooms.remove_member(emptied.id, carol.id)
+        await uow.commit()
+    await store(storage, room, alice, "before")  # room is at seq 1
+    at = datetime.now(UTC).replace(microsecond=0)
+    a1, b1, a2 = draft(room, alice, "a1", at), draft(room, bob, "b1", at), draft(room, alice, "a2")
+    c1, e1 = draft(other, carol, "c1"), draft(emptied, carol, "e1")
+
+    new, members = await storage.store_new_messages(
+        {room.id: [a1, b1, a2], other.id: [c1], emptied.id: [e1]}
+    )
+    assert new == [a1.numbered(2), b1.numbered(3), a2.numbered(4), c1.numbered(1), e1.numbered(1)]
+    assert {r: sorted(ids) for r, ids in members.items()} == {
+        room.id: sorted([alice.id, bob.id]),
+        other.id: [carol.id],
+        emptied.id: [],
+    }
+    assert await page_of(storage, room) == [("before", 1), ("a1", 2), ("b1", 3), ("a2", 4)]
+    assert await read(storage, lambda uow: uow.messages.get(b1.id)) == b1.numbered(3)
+    summaries = await read(storage, lambda uow: uow.rooms.summaries_for(bob.id))
+    assert summaries[0].room.last_seq == 4 and summaries[0].last_activity_at >= at
+    assert await storage.store_new_messages({}) == ([], {})
+
+
+async def test_a_batch_with_a_stored_message_conflicts_and_changes_nothing(
     storage: UnitOfWorkFactory,
 ) -> None:
     """What StoreMessages' common path relies on: it numbers a batch without looking for
     stored copies, and a redelivered message among them breaks the primary key."""
+    alice, bob = await add_users(storage, "alice", "bob")
+    room, other = await add_room(storage, alice), await add_room(storage, bob)
+    stored = await store(storage, room, alice, "stored")
+    fresh = draft(room, alice, "fresh")
+    with pytest.raises(Conflict):
+        await storage.store_new_messages(
+            {other.id: [draft(other, bob, "o")], room.id: [fresh, stored]}
+        )
+    assert await page_of(storage, room) == [("stored", 1)]
+    assert await page_of(storage, other) == []
+    async with storage() as uow:  # the seqs taken were freed
+        assert await uow.rooms.allocate_seqs({room.id: 1, other.id: 1}) == {room.id: 2, other.id: 1}
+
+
+async def test_a_batch_for_a_missing_room_is_not_found_and_changes_nothing(
+    storage: UnitOfWorkFactory,
+) -> None:
     (alice,) = await add_users(storage, "alice")
     room = await add_room(storage, alice)
-    stored = await store(storage, room, alice, "stored")
-    with pytest.raises(Conflict):
-        async with storage() as uow:
-            first = (await uow.rooms.allocate_seqs_with_members({room.id: 2}))[room.id].first
-            fresh = Message(new_id(), room.id, alice.id, "fresh", T0, seq=first)
-            await uow.messages.add_many([fresh, stored.numbered(first + 1)])
-            await uow.commit()
-    page, _ = await read(
-        storage, lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=10)
-    )
-    assert [(m.body, m.seq) for m in page] == [("stored", 1)]
-    async with storage() as uow:
-        assert await uow.rooms.allocate_seq(room.id) == 2
+    gone = make_room()  # never stored
+    with pytest.raises(NotFound):
+        await storage.store_new_messages(
+            {room.id: [draft(room, alice, "kept?")], gone.id: [draft(gone, alice, "lost")]}
+        )
+    assert await page_of(storage, room) == []
+    assert some(await read(storage, lambda uow: uow.rooms.get(room.id))).last_seq == 0
+
+
+@pytest.mark.timeout(60)
+async def test_concurrent_batches_of_one_room_get_1_to_n_in_each_batchs_order(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    room = await add_room(storage, alice, bob)
+    batches = [[draft(room, alice, f"{b}-{i}") for i in range(3)] for b in range(10)]
+    results = await asyncio.gather(*(storage.store_new_messages({room.id: b}) for b in batches))
+    seqs = sorted(some(m.seq) for new, _ in results for m in new)
+    assert seqs == list(range(1, 31))
+    for new, _ in results:  # each batch's seqs are consecutive, in its order
+        first = some(new[0].seq)
+        assert [m.seq for m in new] == [first, first + 1, first + 2]
+    stored = dict(await page_of(storage, room))
+    assert stored == {m.body: m.seq for new, _ in results for m in new}
+
+
+@pytest.mark.postgres
+async def test_postgresql_stores_a_batch_in_one_statement_outside_any_transaction(
+    postgres_engine: AsyncEngine,
+) -> None:
+    """One round trip: no BEGIN or COMMIT around it, one statement for every room."""
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    alice, bob = await add_users(storage, "alice", "bob")
+    room, other = await add_room(storage, alice), await add_room(storage, bob)
+    executed: list[str | None] = []
+
+    def record(conn: Any, *_: Any) -> None:
+        executed.append(conn.get_execution_options().get("isolation_level"))
+
+    event.listen(postgres_engine.sync_engine, "before_cursor_execute", record)
+    try:
+        await storage.store_new_messages(
+            {
+                room.id: [draft(room, alice, "a"), draft(room, alice, "b")],
+                other.id: [draft(other, bob, "c")],
+            }
+        )
+    finally:
+        event.remove(postgres_engine.sync_engine, "before_cursor_execute", record)
+    assert executed == ["AUTOCOMMIT"]
+    assert await page_of(storage, room) == [("a", 1), ("b", 2)]
 
 
 async def test_allocate_seqs_of_several_rooms_in_one_go(storage: UnitOfWorkFactory) -> None:

@@ -45,7 +45,8 @@ def reading_engine(engine: AsyncEngine) -> AsyncEngine:
     """``engine`` for units of work that only read: no transaction around their statements.
 
     On PostgreSQL, autocommit: asyncpg sends neither BEGIN nor ROLLBACK, two round trips
-    of the three a one-query unit took. On SQLite the BEGIN IMMEDIATE below is skipped (the
+    of the three a one-query unit took (and a one-statement write is its own transaction,
+    see ``message_batches``). On SQLite the BEGIN IMMEDIATE below is skipped (the
     driver connection is in autocommit already). Shares ``engine``'s pool.
     """
     if engine.url.get_backend_name() == "sqlite":

@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from chat_adapters.sql import engine as engines
+from chat_adapters.sql import message_batches
 from chat_adapters.sql.errors import connecting, translate_errors
 from chat_adapters.sql.repositories import (
     SqlAlchemyMessageRepository,
     SqlAlchemyRoomRepository,
     SqlAlchemyUserRepository,
 )
+from chat_domain.entities import Message
 from chat_domain.errors import Conflict, Unavailable
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 
@@ -122,13 +124,32 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        # Autocommit on PostgreSQL: each statement is a transaction of its own.
         self._reading_engine = engines.reading_engine(engine)
+        self._one_statement_store = engine.url.get_backend_name() == "postgresql"
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self._engine)
 
     def reading(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
+
+    async def store_new_messages(
+        self, by_room: Mapping[str, Sequence[Message]]
+    ) -> tuple[list[Message], dict[str, list[str]]]:
+        if not self._one_statement_store:
+            return await super().store_new_messages(by_room)
+        if not by_room:
+            return [], {}
+        # One statement in autocommit: atomic by itself, and one round trip, not four.
+        unit = SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
+        async with unit:
+            result = await unit.execute(
+                message_batches.STORE_NEW_MESSAGES,
+                message_batches.store_new_messages_parameters(by_room),
+            )
+            rows = result.all()
+        return message_batches.stored_batch(by_room, rows)
 
     async def check(self) -> None:
         await engines.check(self._engine)

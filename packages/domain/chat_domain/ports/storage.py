@@ -168,6 +168,17 @@ class UnitOfWork(ABC):
     async def rollback(self) -> None: ...
 
 
+def numbered_in_order(
+    by_room: Mapping[str, Sequence[Message]], firsts: Mapping[str, int]
+) -> list[Message]:
+    """Each room's messages numbered from its first seq on, in the order given."""
+    return [
+        m.numbered(seq)
+        for room_id, messages in by_room.items()
+        for seq, m in enumerate(messages, start=firsts[room_id])
+    ]
+
+
 class UnitOfWorkFactory(ABC):
     """Opens units of work; the storage adapter's entry point."""
 
@@ -181,6 +192,29 @@ class UnitOfWorkFactory(ABC):
         of one such unit may see different commits, as in a READ COMMITTED transaction.
         """
         return self()
+
+    async def store_new_messages(
+        self, by_room: Mapping[str, Sequence[Message]]
+    ) -> tuple[list[Message], dict[str, list[str]]]:
+        """Store messages none of which is stored yet, as a transaction of its own: each
+        room's messages take the room's next seqs in the order given. Returns them numbered
+        (rooms in the order given, then each room's order) and each room's member ids as
+        the seqs were taken.
+
+        All or nothing: ``NotFound`` if a room is missing, ``Conflict`` if a message is
+        stored already (or cannot be stored as given), and then nothing has changed.
+
+        This default is a unit of work of two statements; an adapter may do the same in
+        fewer round trips (the worker stores every batch this way).
+        """
+        async with self() as uow:
+            blocks = await uow.rooms.allocate_seqs_with_members(
+                {room_id: len(messages) for room_id, messages in by_room.items()}
+            )
+            new = numbered_in_order(by_room, {r: block.first for r, block in blocks.items()})
+            await uow.messages.add_many(new)
+            await uow.commit()
+        return new, {r: block.member_ids for r, block in blocks.items()}
 
     @abstractmethod
     async def check(self) -> None:

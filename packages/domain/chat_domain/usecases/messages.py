@@ -10,7 +10,7 @@ from chat_domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from chat_domain.ports.broker import MessageBroker
 from chat_domain.ports.notifier import Notification, RealtimeNotifier
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
-from chat_domain.ports.storage import UnitOfWorkFactory
+from chat_domain.ports.storage import UnitOfWorkFactory, numbered_in_order
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.usecases.access import require_member
 from chat_domain.views import message_view
@@ -115,18 +115,11 @@ class StoreMessages:
         return [stored[m.id] for m in accepted]
 
     async def _store_all(self, batch: list[Message]) -> tuple[_ById, _MembersByRoom]:
-        """The common case, a batch none of which is stored yet: two statements. Storing a
-        message twice breaks its primary key, raising ``Conflict``, and the whole unit
-        rolls back, its seqs with it."""
-        by_room = _by_room(batch)
-        async with self._uow() as uow:
-            blocks = await uow.rooms.allocate_seqs_with_members(
-                {r: len(ms) for r, ms in by_room.items()}
-            )
-            new = _numbered(by_room, {r: block.first for r, block in blocks.items()})
-            await uow.messages.add_many(new)
-            await uow.commit()
-        return {m.id: m for m in new}, {r: block.member_ids for r, block in blocks.items()}
+        """The common case, a batch none of which is stored yet, numbered and stored without
+        looking for stored copies first. Storing a message twice breaks its primary key,
+        raising ``Conflict``, and nothing is stored, seqs included."""
+        new, members = await self._uow.store_new_messages(_by_room(batch))
+        return {m.id: m for m in new}, members
 
     async def _store_unstored(self, batch: list[Message]) -> tuple[_ById, _MembersByRoom]:
         """Read which messages are stored first, number and store only the others."""
@@ -134,7 +127,7 @@ class StoreMessages:
             stored = await uow.messages.get_many([m.id for m in batch])
             by_room = _by_room([m for m in batch if m.id not in stored])
             firsts = await uow.rooms.allocate_seqs({r: len(ms) for r, ms in by_room.items()})
-            new = _numbered(by_room, firsts)
+            new = numbered_in_order(by_room, firsts)
             await uow.messages.add_many(new)
             stored.update((m.id, m) for m in new)
             members = await uow.rooms.member_ids_of({m.room_id for m in batch})
@@ -148,14 +141,6 @@ def _by_room(messages: list[Message]) -> dict[str, list[Message]]:
     for message in messages:
         by_room.setdefault(message.room_id, []).append(message)
     return by_room
-
-
-def _numbered(by_room: dict[str, list[Message]], firsts: dict[str, int]) -> list[Message]:
-    return [
-        m.numbered(seq)
-        for room_id, messages in by_room.items()
-        for seq, m in enumerate(messages, start=firsts[room_id])
-    ]
 
 
 @dataclass(frozen=True, slots=True)
