@@ -10,7 +10,7 @@ of 200 members), each at fixed open-loop rates then a closed-loop saturation run
 ``idle`` (N connected sockets doing nothing: the server's RSS per connection, then a
 broadcast to all of them). Targets: ``embedded`` (`chat serve`, no configuration),
 ``cluster`` (2 servers + 1 worker on RabbitMQ/Redis/PostgreSQL; ``cluster-1`` has one server,
-to see how a second node scales), ``reference`` (bare
+to see how a second node scales, and runs beside it phase by phase), ``reference`` (bare
 python-socketio, see reference_server.py). Writes var/bench/bench-<time>.json and .png.
 """
 
@@ -108,11 +108,15 @@ SCENARIOS = ("small-rooms", "big-room", "idle")
 
 @dataclass(frozen=True)
 class Run:
-    """Scenarios on one target; ``top_rates``: only that many of the highest open-loop rates."""
+    """Scenarios on one target; ``top_rates``: only that many of the highest open-loop rates.
+
+    ``beside``: another target measured phase by phase alongside this one, both running,
+    in the room scenarios they share (see ``run_rooms``)."""
 
     target: str
     scenarios: tuple[str, ...]
     top_rates: int | None = None
+    beside: Run | None = None
 
     def settings(self, settings: Settings) -> Settings:
         if self.top_rates is None:
@@ -124,14 +128,18 @@ class Run:
             big_room=replace(big, rates=big.rates[-self.top_rates :]),
         )
 
+    def runs(self) -> tuple[Run, ...]:
+        """This run and the one beside it: every target it starts."""
+        return (self,) if self.beside is None else (self.beside, self)
 
-# --all: every scenario on each target, and small-rooms on a one-server cluster too, just
-# before the two-server one, to show how a second node scales: at its two highest rates
-# and the closed loop (at the lower rates both keep up, 10 s each of nothing to compare).
+
+# --all: every scenario on each target, and small-rooms on a one-server cluster beside the
+# two-server one, to show how a second node scales: at its two highest rates and the closed
+# loop (at the lower rates both keep up, 10 s each of nothing to compare).
+ONE_NODE = Run("cluster-1", ("small-rooms",), top_rates=2)
 ALL = (
     Run("embedded", SCENARIOS),
-    Run("cluster-1", ("small-rooms",), top_rates=2),
-    Run("cluster", SCENARIOS),
+    Run("cluster", SCENARIOS, beside=ONE_NODE),
     Run("reference", SCENARIOS),
 )
 
@@ -160,6 +168,83 @@ async def close_population(population: Population, target: Target, stop_first: b
     await population.close()
 
 
+@dataclass
+class RoomPhases:
+    """One target with its population of rooms, set up and warm, ready for measured phases."""
+
+    target: Target
+    scenario: Scenario
+    settings: Settings
+    population: Population
+    skip_open: bool = False  # saturated: higher open-loop rates would only pile up a backlog
+
+    @classmethod
+    async def set_up(cls, target: Target, scenario: Scenario, settings: Settings) -> RoomPhases:
+        population = Population(target.urls)
+        progress = phases.Progress(f"{target.name} {scenario.name}")
+        try:
+            progress.update("setting up: users, rooms, sockets", force=True)
+            members = await population.add_users(scenario.rooms * scenario.members)
+            for r in range(scenario.rooms):
+                group = members[r * scenario.members : (r + 1) * scenario.members]
+                await population.add_room(group, scenario.senders)
+            await population.connect_all()
+            # Warm-up, not measured: first-request costs (imports, caches, SQLite pages).
+            await phases.closed_loop(population, 1.0, progress)
+            await phases.drain(population, settings.drain)
+        except BaseException:
+            await population.close()
+            raise
+        return cls(target, scenario, settings, population)
+
+    @property
+    def loads(self) -> list[float | None]:
+        """Open-loop rates in rising order, then ``None``: the closed loop."""
+        return [*self.scenario.rates, *([None] if self.scenario.closed_loop else [])]
+
+    async def measure(self, rate: float | None, plan: phases.RunPlan) -> dict[str, Any] | None:
+        """One measured phase and its row; ``None`` for a rate skipped as past saturation."""
+        if rate is not None and self.skip_open:
+            return None
+        population, settings = self.population, self.settings
+        load = "closed" if rate is None else f"{rate:g}/s"
+        progress = phases.Progress(f"{plan.next()} {self.target.name} {self.scenario.name} {load}")
+        meter = _meter(self.target)
+        with phases.generator_gc_paused():
+            started = meter.start()
+            t0 = now()
+            if rate is None:
+                stats = await phases.closed_loop(
+                    population, settings.duration, progress, window=self.scenario.window
+                )
+            else:
+                stats = await phases.open_loop(population, rate, settings.duration, progress)
+            duration = now() - t0
+            await phases.drain(population, settings.drain)
+            usage = meter.stop(started)
+        row = {
+            "target": self.target.name,
+            "scenario": self.scenario.name,
+            "load": load,
+            "mode": "closed" if rate is None else "open",
+            "offered_rate": rate,
+            "population": asdict(self.scenario),
+            **phases.summarize(stats, duration, population.tracker.lost()),
+            **usage,
+        }
+        if rate is not None and saturated(row):
+            self.skip_open = True
+            row["saturated"] = True
+            plan.skip(sum(1 for r in self.loads if r is not None and r > rate))
+        lat = row["latency_ms"]
+        progress.done(
+            f"{row['accepted_per_s']:.0f} msg/s, {row['deliveries_per_s']:.0f} deliveries/s, "
+            f"p50 {lat['p50']} p99 {lat['p99']} ms, lost {row['lost']}, "
+            f"dup {row['duplicated']}, order {row['order_violations']}"
+        )
+        return row
+
+
 async def run_rooms(
     target: Target,
     scenario: Scenario,
@@ -167,65 +252,29 @@ async def run_rooms(
     rows: list[dict[str, Any]],
     plan: phases.RunPlan,
     stop_first: bool = False,
+    beside: RoomPhases | None = None,
 ) -> None:
-    population = Population(target.urls)
-    label = f"{target.name} {scenario.name}"
-    progress = phases.Progress(label)
+    """Every load of ``scenario`` on ``target``, rows appended as phases finish.
+
+    With ``beside`` (another target, set up and idle meanwhile), each load both have is
+    measured on both in adjacent phases, the first of the pair alternating: this machine's
+    speed drifts by up to 1.6x over a run, so phases minutes apart compare the machine, not
+    the targets. The idle one costs the other ~1% of a core (its sockets' pings).
+    """
+    bench = await RoomPhases.set_up(target, scenario, settings)
+    pairs = 0
     try:
-        progress.update("setting up: users, rooms, sockets", force=True)
-        members = await population.add_users(scenario.rooms * scenario.members)
-        for r in range(scenario.rooms):
-            group = members[r * scenario.members : (r + 1) * scenario.members]
-            await population.add_room(group, scenario.senders)
-        await population.connect_all()
-        # Warm-up, not measured: first-request costs (imports, caches, SQLite pages).
-        await phases.closed_loop(population, 1.0, progress)
-        await phases.drain(population, settings.drain)
-        loads: list[float | None] = [*scenario.rates]
-        if scenario.closed_loop:
-            loads.append(None)
-        meter = _meter(target)
-        skip_open = False
-        for rate in loads:
-            if rate is not None and skip_open:
-                continue
-            load = "closed" if rate is None else f"{rate:g}/s"
-            progress = phases.Progress(f"{plan.next()} {label} {load}")
-            with phases.generator_gc_paused():
-                started = meter.start()
-                t0 = now()
-                if rate is None:
-                    stats = await phases.closed_loop(
-                        population, settings.duration, progress, window=scenario.window
-                    )
-                else:
-                    stats = await phases.open_loop(population, rate, settings.duration, progress)
-                duration = now() - t0
-                await phases.drain(population, settings.drain)
-                usage = meter.stop(started)
-            row = {
-                "target": target.name,
-                "scenario": scenario.name,
-                "load": load,
-                "mode": "closed" if rate is None else "open",
-                "offered_rate": rate,
-                "population": asdict(scenario),
-                **phases.summarize(stats, duration, population.tracker.lost()),
-                **usage,
-            }
-            rows.append(row)
-            if rate is not None and saturated(row):
-                skip_open = True
-                row["saturated"] = True
-                plan.skip(sum(1 for r in loads if r is not None and r > rate))
-            lat = row["latency_ms"]
-            progress.done(
-                f"{row['accepted_per_s']:.0f} msg/s, {row['deliveries_per_s']:.0f} deliveries/s, "
-                f"p50 {lat['p50']} p99 {lat['p99']} ms, lost {row['lost']}, "
-                f"dup {row['duplicated']}, order {row['order_violations']}"
-            )
+        for rate in bench.loads:
+            order = [bench]
+            if beside is not None and rate in beside.loads:
+                order = [beside, bench] if pairs % 2 == 0 else [bench, beside]
+                pairs += 1
+            for phase in order:
+                row = await phase.measure(rate, plan)
+                if row is not None:
+                    rows.append(row)
     finally:
-        await close_population(population, target, stop_first)
+        await close_population(bench.population, target, stop_first)
 
 
 async def run_idle(
@@ -298,26 +347,44 @@ async def run_idle(
         await close_population(population, target, stop_first)
 
 
+@dataclass
+class Started:
+    """A run whose target is up: the run, its target and the settings it measures with."""
+
+    run: Run
+    target: Target
+    settings: Settings
+
+
 async def run_target(
-    target: Target,
-    scenarios: Sequence[str],
-    settings: Settings,
+    main: Started,
     rows: list[dict[str, Any]],
     errors: list[dict[str, str]],
     plan: phases.RunPlan,
+    beside: Started | None = None,
 ) -> None:
     """Every scenario on one target, appending to ``rows`` as phases finish (an interrupted
-    run still reports what it measured)."""
+    run still reports what it measured); the target ``beside`` it is measured alongside in
+    the scenarios it has, then stopped."""
+    target, scenarios, settings = main.target, main.run.scenarios, main.settings
     for n, name in enumerate(scenarios):
         last = n == len(scenarios) - 1
+        companion: RoomPhases | None = None
         try:
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan, stop_first=last)
-            else:
-                await run_rooms(target, settings.rooms(name), settings, rows, plan, last)
+                continue
+            if beside is not None and name in beside.run.scenarios:
+                companion = await RoomPhases.set_up(
+                    beside.target, beside.settings.rooms(name), beside.settings
+                )
+            await run_rooms(target, settings.rooms(name), settings, rows, plan, last, companion)
         except Exception as exc:
             errors.append({"target": target.name, "scenario": name, "error": repr(exc)})
             print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
+        finally:
+            if companion is not None:
+                await close_population(companion.population, companion.target, stop_first=True)
 
 
 async def _interruptible(coro: Any) -> Any:
@@ -359,7 +426,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="JSON path (default var/bench/bench-<time>)")
     args = parser.parse_args(argv)
     if args.all:
-        args.scenarios, args.targets = ",".join(SCENARIOS), ",".join(run.target for run in ALL)
+        targets = [one.target for run in ALL for one in run.runs()]
+        args.scenarios, args.targets = ",".join(SCENARIOS), ",".join(targets)
     for option, known in (("scenarios", SCENARIOS), ("targets", tuple(STARTERS))):
         chosen = [x.strip() for x in getattr(args, option).split(",") if x.strip()]
         unknown = set(chosen) - set(known)
@@ -367,6 +435,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error(f"unknown {option}: {', '.join(sorted(unknown))}")
         setattr(args, option, chosen)
     return args
+
+
+def plan_runs(targets: Sequence[str], scenarios: tuple[str, ...]) -> list[Run]:
+    """The runs for ``--targets``: in their order, cluster-1 beside cluster when both are
+    asked for, so that the scaling comparison is made in adjacent phases."""
+    runs = [Run(t, scenarios) for t in targets]
+    by_name = {run.target: run for run in runs}
+    if "cluster" in by_name and "cluster-1" in by_name:
+        paired = replace(by_name["cluster"], beside=by_name["cluster-1"])
+        runs = [paired if r.target == "cluster" else r for r in runs if r.target != "cluster-1"]
+    return runs
 
 
 def phase_count(settings: Settings, scenario: str) -> int:
@@ -404,29 +483,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     errors: list[dict[str, str]] = []
     probe_start = report.cpu_probe_ms()
-    runs = list(ALL) if args.all else [Run(t, tuple(args.scenarios)) for t in args.targets]
+    runs = list(ALL) if args.all else plan_runs(args.targets, tuple(args.scenarios))
     plan = phases.RunPlan(
-        sum(phase_count(run.settings(settings), s) for run in runs for s in run.scenarios)
+        sum(
+            phase_count(one.settings(settings), s)
+            for run in runs
+            for one in run.runs()
+            for s in one.scenarios
+        )
     )
     t0 = time.monotonic()
     try:
         for run in runs:
-            name = run.target
             started = time.monotonic()
-            print(f"bench: starting {name}", file=sys.stderr)
+            up: list[Started] = []
             try:
-                target = STARTERS[name]()
+                for one in run.runs():
+                    print(f"bench: starting {one.target}", file=sys.stderr)
+                    up.append(Started(one, STARTERS[one.target](), one.settings(settings)))
             except Exception as exc:
+                name = run.runs()[len(up)].target
                 errors.append({"target": name, "scenario": "*", "error": f"did not start: {exc!r}"})
                 print(f"bench: {name} did not start: {exc}", file=sys.stderr)
+                for started_one in up:
+                    started_one.target.stop()
                 continue
             try:
-                chosen = run.settings(settings)
-                _run(run_target(target, run.scenarios, chosen, results, errors, plan))
+                beside = up[0] if len(up) == 2 else None
+                _run(run_target(up[-1], results, errors, plan, beside))
             finally:
-                target.stop()  # if its last scenario did not already
+                for started_one in up:
+                    started_one.target.stop()  # if its last scenario did not already
                 took = time.monotonic() - started
-                print(f"bench: {name} done in {took:.0f} s", file=sys.stderr)
+                names = " and ".join(one.target for one in run.runs())
+                print(f"bench: {names} done in {took:.0f} s", file=sys.stderr)
     except KeyboardInterrupt:
         errors.append({"target": "*", "scenario": "*", "error": "interrupted"})
     result = {

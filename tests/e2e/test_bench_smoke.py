@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.processes import ChatProcess, clean_env
-from tests.support.services import in_ci
+from tests.support.services import POSTGRES, RABBITMQ, REDIS, in_ci, require
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,35 +40,28 @@ def _check_room_row(row: dict[str, Any]) -> None:
     assert row["server_rss_kib"] > 0, row
 
 
-def test_bench_quick_on_embedded_and_reference(tmp_path: Path) -> None:
-    output = tmp_path / "bench.json"
+def _bench(output: Path, *options: str, timeout: float) -> tuple[str, dict[str, Any]]:
+    """Run ``python -m loadtests.bench --quick`` with ``options``: its stdout and JSON report."""
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.bench",
-            "--quick",
-            "--scenarios",
-            "small-rooms,idle",
-            "--targets",
-            "embedded,reference",
-            "--rates",
-            "10",
-            "--duration",
-            "2",
-            "--drain",
-            "15",
-            "--output",
-            str(output),
-        ],
+        [sys.executable, "-m", "loadtests.bench", "--quick", *options, "--output", str(output)],
         cwd=REPO,
         env=clean_env({}),
         capture_output=True,
         text=True,
-        timeout=150,
+        timeout=timeout,
     )
     assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
-    report = json.loads(output.read_text())
+    return run.stdout, json.loads(output.read_text())
+
+
+def test_bench_quick_on_embedded_and_reference(tmp_path: Path) -> None:
+    output = tmp_path / "bench.json"
+    stdout, report = _bench(
+        output,
+        *("--scenarios", "small-rooms,idle", "--targets", "embedded,reference"),
+        *("--rates", "10", "--duration", "2", "--drain", "15"),
+        timeout=150,
+    )
     assert report["version"] == 1 and report["errors"] == []
     assert {"cpu", "cores", "python", "packages"} <= set(report["machine"])
     assert report["settings"]["profile"] == "quick"
@@ -84,7 +77,7 @@ def test_bench_quick_on_embedded_and_reference(tmp_path: Path) -> None:
         assert idle["lost"] == idle["duplicated"] == 0
     ratio_keys = {(r["target"], r["scenario"], r["load"]) for r in report["ratios"]}
     assert ("embedded", "small-rooms", "10/s") in ratio_keys
-    assert "latency in ms" in run.stdout and "embedded" in run.stdout
+    assert "latency in ms" in stdout and "embedded" in stdout
     if importlib.util.find_spec("matplotlib") is not None:
         assert output.with_suffix(".png").stat().st_size > 0
 
@@ -127,10 +120,44 @@ def test_locustfile_runs_headless_against_embedded(server: ChatProcess, tmp_path
     assert int(rows[("", "Aggregated")]["Failure Count"]) == 0, run.stderr[-3000:]
 
 
-def test_all_runs_the_one_node_cluster_at_its_two_highest_rates_only() -> None:
+def test_all_runs_the_one_node_cluster_beside_the_cluster_at_its_two_highest_rates() -> None:
     from loadtests.bench import ALL, STANDARD, Run, phase_count
 
-    one_node = next(run for run in ALL if run.target == "cluster-1")
+    cluster = next(run for run in ALL if run.target == "cluster")
+    assert cluster.beside is not None and cluster.beside.target == "cluster-1"
+    one_node = cluster.beside
     assert one_node.settings(STANDARD).small_rooms.rates == STANDARD.small_rooms.rates[-2:]
     assert phase_count(one_node.settings(STANDARD), "small-rooms") == 3  # two rates, closed
     assert Run("embedded", ("small-rooms",)).settings(STANDARD) is STANDARD
+    assert all(run.target != "cluster-1" for run in ALL)  # started only beside the cluster
+
+
+def test_targets_cluster_1_and_cluster_are_paired_in_their_order() -> None:
+    from loadtests.bench import plan_runs
+
+    runs = plan_runs(["embedded", "cluster-1", "cluster"], ("small-rooms",))
+    assert [run.target for run in runs] == ["embedded", "cluster"]
+    assert runs[1].beside is not None and runs[1].beside.target == "cluster-1"
+    assert [run.target for run in plan_runs(["cluster"], ("idle",))] == ["cluster"]
+
+
+def test_bench_measures_one_node_and_two_in_adjacent_alternating_phases(tmp_path: Path) -> None:
+    for service in (POSTGRES, REDIS, RABBITMQ):
+        require(service)
+    stdout, report = _bench(
+        tmp_path / "bench.json",
+        *("--scenarios", "small-rooms", "--targets", "cluster-1,cluster", "--duration", "2"),
+        timeout=240,
+    )
+    assert report["errors"] == []
+    order = [(r["target"], r["load"]) for r in report["results"]]
+    # The first pair starts with the one beside, the next with the other: drift cancels.
+    assert order == [
+        ("cluster-1", "20/s"),
+        ("cluster", "20/s"),
+        ("cluster", "closed"),
+        ("cluster-1", "closed"),
+    ]
+    for row in report["results"]:
+        _check_room_row(row)
+    assert "one server node against two" in stdout
