@@ -356,6 +356,11 @@ class Started:
     settings: Settings
 
 
+def _failed(errors: list[dict[str, str]], target: Target, scenario: str, exc: Exception) -> None:
+    errors.append({"target": target.name, "scenario": scenario, "error": repr(exc)})
+    print(f"\nbench: {target.name} {scenario} failed: {exc!r}", file=sys.stderr)
+
+
 async def run_target(
     main: Started,
     rows: list[dict[str, Any]],
@@ -364,27 +369,37 @@ async def run_target(
     beside: Started | None = None,
 ) -> None:
     """Every scenario on one target, appending to ``rows`` as phases finish (an interrupted
-    run still reports what it measured); the target ``beside`` it is measured alongside in
-    the scenarios it has, then stopped."""
+    run still reports what it measured). The target ``beside`` it runs the scenarios both
+    have, each just before (idle) or phase by phase alongside (rooms), and is stopped after
+    its last one."""
     target, scenarios, settings = main.target, main.run.scenarios, main.settings
+    shared = [] if beside is None else [s for s in scenarios if s in beside.run.scenarios]
     for n, name in enumerate(scenarios):
         last = n == len(scenarios) - 1
         companion: RoomPhases | None = None
+        beside_last = bool(shared) and name == shared[-1]
+        if beside is not None and name in shared:
+            try:
+                if name == "idle":
+                    rows += await run_idle(
+                        beside.target, beside.settings.idle, beside.settings, plan, beside_last
+                    )
+                else:
+                    companion = await RoomPhases.set_up(
+                        beside.target, beside.settings.rooms(name), beside.settings
+                    )
+            except Exception as exc:
+                _failed(errors, beside.target, name, exc)
         try:
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan, stop_first=last)
-                continue
-            if beside is not None and name in beside.run.scenarios:
-                companion = await RoomPhases.set_up(
-                    beside.target, beside.settings.rooms(name), beside.settings
-                )
-            await run_rooms(target, settings.rooms(name), settings, rows, plan, last, companion)
+            else:
+                await run_rooms(target, settings.rooms(name), settings, rows, plan, last, companion)
         except Exception as exc:
-            errors.append({"target": target.name, "scenario": name, "error": repr(exc)})
-            print(f"\nbench: {target.name} {name} failed: {exc!r}", file=sys.stderr)
+            _failed(errors, target, name, exc)
         finally:
             if companion is not None:
-                await close_population(companion.population, companion.target, stop_first=True)
+                await close_population(companion.population, companion.target, beside_last)
 
 
 async def _interruptible(coro: Any) -> Any:

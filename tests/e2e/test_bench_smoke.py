@@ -146,18 +146,23 @@ def test_bench_measures_one_node_and_two_in_adjacent_alternating_phases(tmp_path
         require(service)
     stdout, report = _bench(
         tmp_path / "bench.json",
-        *("--scenarios", "small-rooms", "--targets", "cluster-1,cluster", "--duration", "2"),
+        *("--scenarios", "small-rooms,idle", "--targets", "cluster-1,cluster", "--duration", "2"),
         timeout=240,
     )
     assert report["errors"] == []
     order = [(r["target"], r["load"]) for r in report["results"]]
     # The first pair starts with the one beside, the next with the other: drift cancels.
+    # The one beside is still up for its next scenario, and runs it first.
     assert order == [
         ("cluster-1", "20/s"),
         ("cluster", "20/s"),
         ("cluster", "closed"),
         ("cluster-1", "closed"),
+        ("cluster-1", "60 sockets"),
+        ("cluster", "60 sockets"),
     ]
-    for row in report["results"]:
+    for row in report["results"][:4]:
         _check_room_row(row)
+    for idle in report["results"][4:]:
+        assert idle["sockets"] == 60 and idle["delivered"] == idle["deliveries_expected"] > 0
     assert "one server node against two" in stdout
