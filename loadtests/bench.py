@@ -390,6 +390,8 @@ async def run_target(
                     )
             except Exception as exc:
                 _failed(errors, beside.target, name, exc)
+                if name != "idle":  # its phases will not run: keep the progress count true
+                    plan.skip(phase_count(beside.settings, name))
         try:
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan, stop_first=last)
@@ -524,7 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     started_one.target.stop()
                 continue
             try:
-                beside = up[0] if len(up) == 2 else None
+                beside = up[0] if run.beside is not None else None
                 _run(run_target(up[-1], results, errors, plan, beside))
             finally:
                 for started_one in up:
