@@ -336,6 +336,8 @@ async def run_idle(
             **summary,
             "server_cpu_percent": None,
             "generator_cpu_percent": None,
+            "host_busy_percent": None,
+            "host_steal_percent": None,
             "server_rss_kib": rss_after,
         }
         progress.done(

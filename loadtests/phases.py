@@ -80,21 +80,61 @@ class Progress:
             sys.stderr.write("\n")
 
 
+@dataclass(frozen=True)
+class HostCpu:
+    """The machine's CPU time so far, all cores, from the first line of /proc/stat."""
+
+    busy: int
+    steal: int
+    total: int
+
+    @classmethod
+    def read(cls) -> HostCpu | None:
+        """None where there is no /proc/stat (not Linux)."""
+        try:
+            with open("/proc/stat") as stat:
+                fields = [int(v) for v in stat.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal (guest time is inside user).
+        idle, steal = sum(fields[3:5]), fields[7] if len(fields) > 7 else 0
+        total = sum(fields[:8])
+        return cls(busy=total - idle - steal, steal=steal, total=total)
+
+
+def host_percents(earlier: HostCpu | None, later: HostCpu | None) -> dict[str, float | None]:
+    """Busy and stolen time between two readings, in % of the whole machine (all cores)."""
+    span = later.total - earlier.total if earlier is not None and later is not None else 0
+    if earlier is None or later is None or span <= 0:
+        return {"host_busy_percent": None, "host_steal_percent": None}
+    return {
+        "host_busy_percent": round((later.busy - earlier.busy) / span * 100, 1),
+        "host_steal_percent": round((later.steal - earlier.steal) / span * 100, 1),
+    }
+
+
 @dataclass
 class Meter:
-    """CPU seconds of the server processes and of this generator, around a phase."""
+    """CPU seconds of the server processes and of this generator around a phase, and how
+    busy the whole machine was meanwhile.
+
+    The target's processes are not all of it: RabbitMQ, PostgreSQL and Redis run beside
+    them, and the host may take time back (steal). A tail measured with the machine ~95%
+    busy is queueing for a core, which the target's own CPU figures do not show.
+    """
 
     server_cpu: Callable[[], float]
     server_rss_kib: Callable[[], int]
 
-    def start(self) -> tuple[float, float, float]:
-        return now(), self.server_cpu(), time.process_time()
+    def start(self) -> tuple[float, float, float, HostCpu | None]:
+        return now(), self.server_cpu(), time.process_time(), HostCpu.read()
 
-    def stop(self, started: tuple[float, float, float]) -> dict[str, Any]:
+    def stop(self, started: tuple[float, float, float, HostCpu | None]) -> dict[str, Any]:
         wall = max(now() - started[0], 1e-9)
         return {
             "server_cpu_percent": round((self.server_cpu() - started[1]) / wall * 100, 1),
             "generator_cpu_percent": round((time.process_time() - started[2]) / wall * 100, 1),
+            **host_percents(started[3], HostCpu.read()),
             "server_rss_kib": self.server_rss_kib(),
         }
 

@@ -77,6 +77,10 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -139,6 +143,7 @@ def render(report: dict[str, Any]) -> str:
                 str(sum(r["rejected"].values()) + r["skipped"]),
                 f"{r['server_cpu_percent']:.0f}",
                 f"{r['generator_cpu_percent']:.0f}",
+                _percent(r.get("host_busy_percent")),
                 _ratio(ratio.get("accepted_per_s")),
                 _ratio(ratio.get("p50")),
                 _ratio(ratio.get("p99")),
@@ -147,10 +152,12 @@ def render(report: dict[str, Any]) -> str:
     if rows:
         headers = ["target", "scenario", "load", "acc/s", "deliv/s", "p50", "p95", "p99",
                    "post p50", "lost", "dup", "order", "err", "srv cpu%", "gen cpu%",
-                   "acc/s vs ref", "p50 vs ref", "p99 vs ref"]  # fmt: skip
+                   "host busy%", "acc/s vs ref", "p50 vs ref", "p99 vs ref"]  # fmt: skip
         parts += [
             "latency in ms, post to message:new at each member; err = rejected or not sent; "
-            "* = saturated, higher rates skipped",
+            "* = saturated, higher rates skipped; srv cpu% = the target's processes, % of one "
+            "core; host busy% = the whole machine (every process, all cores; the host's "
+            "steal in the JSON)",
             _table(headers, rows),
         ]
     idle = []

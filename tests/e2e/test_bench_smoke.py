@@ -38,6 +38,9 @@ def _check_room_row(row: dict[str, Any]) -> None:
     for key in ("p50", "p95", "p99", "max", "mean"):
         assert row["latency_ms"][key] is not None and row["latency_ms"][key] >= 0, row
     assert row["server_rss_kib"] > 0, row
+    if sys.platform == "linux":  # /proc/stat: the whole machine, busy while the phase ran
+        assert 0 < row["host_busy_percent"] <= 100, row
+        assert 0 <= row["host_steal_percent"] < 100, row
 
 
 def _bench(output: Path, *options: str, timeout: float) -> tuple[str, dict[str, Any]]:
