@@ -710,12 +710,17 @@ async def test_a_database_that_does_not_answer_is_unavailable(url: str, tmp_path
         url = url.replace("{postgres_server}", server.render_as_string(hide_password=False))
     engine = create_engine(url.format(tmp_path=tmp_path))
     storage = SqlAlchemyUnitOfWorkFactory(engine)
+    threads_before = set(threading.enumerate())
     try:
         with pytest.raises(Unavailable):
             await storage.check()
         with pytest.raises(Unavailable):
             async with storage() as uow:
                 await uow.users.get(new_id())
+        # A failed SQLite open leaves no aiosqlite thread behind to answer this loop after
+        # it closed (it did: "Event loop is closed" in a thread, after the test).
+        left = set(threading.enumerate()) - threads_before
+        assert not [t for t in left if "_connection_worker_thread" in t.name]
     finally:
         await engine.dispose()
 

@@ -13,12 +13,16 @@ aiosqlite's worker thread still runs, but only opens and closes the connection.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 import aiosqlite
+
+# How long a failed open waits for aiosqlite's thread to end (it only closes a handle).
+THREAD_STOP_TIMEOUT_S = 5.0
 
 
 class InlineSqliteConnection(aiosqlite.Connection):
@@ -35,6 +39,14 @@ def inline_connector(database: str) -> Callable[[], Any]:
         # Opened on aiosqlite's thread, used on the loop's: hence check_same_thread=False.
         # Calls never overlap, since everything but open/close runs on one thread.
         connector = partial(sqlite3.connect, database, check_same_thread=False)
-        return await InlineSqliteConnection(connector, iter_chunk_size=64)
+        connection = InlineSqliteConnection(connector, iter_chunk_size=64)
+        try:
+            return await connection
+        except BaseException:
+            # aiosqlite stops its thread after a failed open without waiting for it; the
+            # thread then answers a future on this loop, and if the loop has closed
+            # meanwhile ("Event loop is closed" in a thread) that is an error with a trace.
+            await asyncio.to_thread(connection._thread.join, THREAD_STOP_TIMEOUT_S)
+            raise
 
     return connect
