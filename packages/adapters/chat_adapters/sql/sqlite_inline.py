@@ -46,6 +46,7 @@ def inline_connector(database: str) -> Callable[[], Any]:
             # aiosqlite stops its thread after a failed open without waiting for it; the
             # thread then answers a future on this loop, and if the loop has closed
             # meanwhile ("Event loop is closed" in a thread) that is an error with a trace.
+            # aiosqlite has no public join yet (omnilib/aiosqlite#387, #241).
             await asyncio.to_thread(connection._thread.join, THREAD_STOP_TIMEOUT_S)
             raise
 
