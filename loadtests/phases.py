@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from loadtests.driver import PhaseStats, Population, now
 
@@ -104,13 +104,22 @@ class HostCpu:
 
 def host_percents(earlier: HostCpu | None, later: HostCpu | None) -> dict[str, float | None]:
     """Busy and stolen time between two readings, in % of the whole machine (all cores)."""
-    span = later.total - earlier.total if earlier is not None and later is not None else 0
-    if earlier is None or later is None or span <= 0:
+    if earlier is None or later is None or later.total <= earlier.total:
         return {"host_busy_percent": None, "host_steal_percent": None}
+    span = later.total - earlier.total
     return {
         "host_busy_percent": round((later.busy - earlier.busy) / span * 100, 1),
         "host_steal_percent": round((later.steal - earlier.steal) / span * 100, 1),
     }
+
+
+class MeterStart(NamedTuple):
+    """The readings a phase's figures are measured from."""
+
+    wall: float
+    server_cpu: float
+    generator_cpu: float
+    host: HostCpu | None
 
 
 @dataclass
@@ -126,15 +135,16 @@ class Meter:
     server_cpu: Callable[[], float]
     server_rss_kib: Callable[[], int]
 
-    def start(self) -> tuple[float, float, float, HostCpu | None]:
-        return now(), self.server_cpu(), time.process_time(), HostCpu.read()
+    def start(self) -> MeterStart:
+        return MeterStart(now(), self.server_cpu(), time.process_time(), HostCpu.read())
 
-    def stop(self, started: tuple[float, float, float, HostCpu | None]) -> dict[str, Any]:
-        wall = max(now() - started[0], 1e-9)
+    def stop(self, started: MeterStart) -> dict[str, Any]:
+        wall = max(now() - started.wall, 1e-9)
+        generator_cpu = time.process_time() - started.generator_cpu
         return {
-            "server_cpu_percent": round((self.server_cpu() - started[1]) / wall * 100, 1),
-            "generator_cpu_percent": round((time.process_time() - started[2]) / wall * 100, 1),
-            **host_percents(started[3], HostCpu.read()),
+            "server_cpu_percent": round((self.server_cpu() - started.server_cpu) / wall * 100, 1),
+            "generator_cpu_percent": round(generator_cpu / wall * 100, 1),
+            **host_percents(started.host, HostCpu.read()),
             "server_rss_kib": self.server_rss_kib(),
         }
 
