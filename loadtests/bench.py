@@ -257,9 +257,10 @@ async def run_rooms(
     """Every load of ``scenario`` on ``target``, rows appended as phases finish.
 
     With ``beside`` (another target, set up and idle meanwhile), each load both have is
-    measured on both in adjacent phases, the first of the pair alternating: this machine's
-    speed drifts by up to 1.6x over a run, so phases minutes apart compare the machine, not
-    the targets. The idle one costs the other ~1% of a core (its sockets' pings).
+    measured on both in adjacent phases, the first of the pair alternating, the closed loop
+    twice each: this machine's speed drifts by up to 1.6x over a run, so phases minutes
+    apart compare the machine, not the targets. The idle one costs the other ~1% of a core
+    (its sockets' pings).
     """
     bench = await RoomPhases.set_up(target, scenario, settings)
     pairs = 0
@@ -269,6 +270,12 @@ async def run_rooms(
             if beside is not None and rate in beside.loads:
                 order = [beside, bench] if pairs % 2 == 0 else [bench, beside]
                 pairs += 1
+                if rate is None:
+                    # The closed loop, where the two are compared, twice in mirrored order
+                    # (A B B A): a drift over the four phases weighs on both alike, and the
+                    # mean of two pairs less on one noisy phase (a single pair read 0.81x
+                    # and 1.15x for a second node in two runs an hour apart).
+                    order += order[::-1]
             for phase in order:
                 row = await phase.measure(rate, plan)
                 if row is not None:
@@ -392,8 +399,12 @@ async def run_target(
                     )
             except Exception as exc:
                 _failed(errors, beside.target, name, exc)
-                if name != "idle":  # its phases will not run: keep the progress count true
-                    plan.skip(phase_count(beside.settings, name))
+                if name != "idle":  # its phases and the repeats will not run: keep the count
+                    plan.skip(
+                        phase_count(beside.settings, name, beside=True)
+                        + phase_count(settings, name, beside=True)
+                        - phase_count(settings, name)
+                    )
         try:
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan, stop_first=last)
@@ -467,12 +478,24 @@ def plan_runs(targets: Sequence[str], scenarios: tuple[str, ...]) -> list[Run]:
     return runs
 
 
-def phase_count(settings: Settings, scenario: str) -> int:
-    """Measured phases of one scenario on one target (if none is skipped)."""
+def phase_count(settings: Settings, scenario: str, beside: bool = False) -> int:
+    """Measured phases of one scenario on one target (if none is skipped); ``beside``: the
+    target is compared with another in that scenario, its closed loop measured twice."""
     if scenario == "idle":
         return 1
     chosen = settings.rooms(scenario)
-    return len(chosen.rates) + (1 if chosen.closed_loop else 0)
+    closed = (2 if beside else 1) if chosen.closed_loop else 0
+    return len(chosen.rates) + closed
+
+
+def planned_phases(run: Run, settings: Settings) -> int:
+    """Measured phases of a run and of the target beside it (if none is skipped)."""
+    shared = set() if run.beside is None else set(run.scenarios) & set(run.beside.scenarios)
+    return sum(
+        phase_count(one.settings(settings), s, beside=s in shared)
+        for one in run.runs()
+        for s in one.scenarios
+    )
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -503,14 +526,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     errors: list[dict[str, str]] = []
     probe_start = report.cpu_probe_ms()
     runs = list(ALL) if args.all else plan_runs(args.targets, tuple(args.scenarios))
-    plan = phases.RunPlan(
-        sum(
-            phase_count(one.settings(settings), s)
-            for run in runs
-            for one in run.runs()
-            for s in one.scenarios
-        )
-    )
+    plan = phases.RunPlan(sum(planned_phases(run, settings) for run in runs))
     t0 = time.monotonic()
     try:
         for run in runs:

@@ -28,6 +28,10 @@ def _room_row(target: str, load: str, **figures: Any) -> dict[str, Any]:
     return row
 
 
+def _closed(target: str, accepted_per_s: float) -> dict[str, Any]:
+    return _room_row(target, "closed", accepted_per_s=accepted_per_s)
+
+
 def _goal(results: list[dict[str, Any]], starts: str) -> dict[str, Any]:
     return next(g for g in report.goals(results) if g["goal"].startswith(starts))
 
@@ -65,3 +69,28 @@ def test_a_latency_goal_shows_how_busy_the_machine_was() -> None:
     goal = _goal([row], "cluster small-rooms at 200/s")
     assert goal["measured"] == "p99 268.0 ms, lost 0, dup 0, order 0; host busy 92%"
     assert goal["met"] is False
+
+
+def test_the_scaling_goal_is_the_mean_over_every_closed_loop_pair() -> None:
+    one, two = "cluster-1", "cluster"
+    rows = [_closed(two, 300.0), _closed(one, 350.0), _closed(one, 250.0), _closed(two, 290.0)]
+    goal = _goal(rows, "a second server node")
+    # 590 against 600: one pair alone would read 0.86x or 1.16x.
+    assert goal["measured"] == "350, 250 -> 300, 290 msg/s (0.98x)"
+    assert goal["met"] is True
+
+
+def test_a_phase_run_twice_has_its_own_ratio_to_the_reference() -> None:
+    rows = [_closed("cluster", 300.0), _closed("cluster", 250.0), _closed("reference", 1000.0)]
+    assert [r["accepted_per_s"] for r in report.ratios(rows)] == [0.3, 0.25]
+    table = report.render(
+        {
+            "machine": {"cpu": "test", "cores": 2, "python": "3", "platform": "p",
+                        "packages": {}, "commit": None},
+            "settings": {},
+            "results": [{**r, "accept_latency_ms": {"p50": 1.0}, "rejected": {}, "skipped": 0,
+                         "generator_cpu_percent": 10.0} for r in rows],
+            "errors": [],
+        }
+    )  # fmt: skip
+    assert "0.30x" in table and "0.25x" in table

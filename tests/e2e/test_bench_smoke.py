@@ -124,13 +124,16 @@ def test_locustfile_runs_headless_against_embedded(server: ChatProcess, tmp_path
 
 
 def test_all_runs_the_one_node_cluster_beside_the_cluster_at_its_two_highest_rates() -> None:
-    from loadtests.bench import ALL, STANDARD, Run, phase_count
+    from loadtests.bench import ALL, STANDARD, Run, phase_count, planned_phases
 
     cluster = next(run for run in ALL if run.target == "cluster")
     assert cluster.beside is not None and cluster.beside.target == "cluster-1"
     one_node = cluster.beside
     assert one_node.settings(STANDARD).small_rooms.rates == STANDARD.small_rooms.rates[-2:]
     assert phase_count(one_node.settings(STANDARD), "small-rooms") == 3  # two rates, closed
+    # Beside each other, each runs its closed loop twice: two rates + 2 closed on one node;
+    # on two nodes 4 + 2 small-rooms, 3 + 1 big-room, idle.
+    assert planned_phases(cluster, STANDARD) == (2 + 2) + (4 + 2) + (3 + 1) + 1
     assert Run("embedded", ("small-rooms",)).settings(STANDARD) is STANDARD
     assert all(run.target != "cluster-1" for run in ALL)  # started only beside the cluster
 
@@ -155,17 +158,20 @@ def test_bench_measures_one_node_and_two_in_adjacent_alternating_phases(tmp_path
     assert report["errors"] == []
     order = [(r["target"], r["load"]) for r in report["results"]]
     # The first pair starts with the one beside, the next with the other: drift cancels.
-    # The one beside is still up for its next scenario, and runs it first.
+    # The closed loop, where the two are compared, runs twice, mirrored. The one beside is
+    # still up for its next scenario, and runs it first.
     assert order == [
         ("cluster-1", "20/s"),
         ("cluster", "20/s"),
         ("cluster", "closed"),
         ("cluster-1", "closed"),
+        ("cluster-1", "closed"),
+        ("cluster", "closed"),
         ("cluster-1", "60 sockets"),
         ("cluster", "60 sockets"),
     ]
-    for row in report["results"][:4]:
+    for row in report["results"][:6]:
         _check_room_row(row)
-    for idle in report["results"][4:]:
+    for idle in report["results"][6:]:
         assert idle["sockets"] == 60 and idle["delivered"] == idle["deliveries_expected"] > 0
     assert "one server node against two" in stdout
