@@ -399,12 +399,10 @@ async def run_target(
                     )
             except Exception as exc:
                 _failed(errors, beside.target, name, exc)
-                if name != "idle":  # its phases and the repeats will not run: keep the count
-                    plan.skip(
-                        phase_count(beside.settings, name, beside=True)
-                        + phase_count(settings, name, beside=True)
-                        - phase_count(settings, name)
-                    )
+                if name != "idle":  # keep the progress count true: its phases will not
+                    # run, nor the second closed loop this target would have run beside it
+                    repeat = 1 if settings.rooms(name).closed_loop else 0
+                    plan.skip(phase_count(beside.settings, name, beside=True) + repeat)
         try:
             if name == "idle":
                 rows += await run_idle(target, settings.idle, settings, plan, stop_first=last)
