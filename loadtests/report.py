@@ -215,19 +215,25 @@ def _find(results: list[dict[str, Any]], target: str, scenario: str, load: str) 
     )
 
 
-def scaling_rows(results: list[dict[str, Any]]) -> list[list[str]]:
-    """cluster-1 and cluster side by side, for every phase both ran (the k-th run of a
-    phase on one against the k-th on the other, when a run repeats them)."""
-    rows = []
+def node_pairs(results: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(cluster-1, cluster) rows for every phase both ran: the k-th run of a phase on one
+    against the k-th on the other, when a run repeats them (the closed loop, mirrored)."""
     twos: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         if r["target"] == "cluster":
             twos.setdefault((r["scenario"], r["load"]), []).append(r)
+    pairs = []
     for one in (r for r in results if r["target"] == "cluster-1"):
         waiting = twos.get((one["scenario"], one["load"]))
-        if not waiting:
-            continue
-        two = waiting.pop(0)
+        if waiting:
+            pairs.append((one, waiting.pop(0)))
+    return pairs
+
+
+def scaling_rows(results: list[dict[str, Any]]) -> list[list[str]]:
+    """cluster-1 and cluster side by side, a row per pair of phases (``node_pairs``)."""
+    rows = []
+    for one, two in node_pairs(results):
         gain = two["accepted_per_s"] / one["accepted_per_s"] if one["accepted_per_s"] else None
         rows.append(
             [
@@ -328,22 +334,20 @@ def goals(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"{idle['sockets']} sockets, {idle['rss_per_connection_kib']:.1f} KiB each",
             idle["sockets"] >= 5000 and idle["rss_per_connection_kib"] < 100,
         )
-    ones, twos = (
-        [r for r in results if (r["target"], r["scenario"], r["load"]) == key]
-        for key in (("cluster-1", "small-rooms", "closed"), ("cluster", "small-rooms", "closed"))
-    )
-    pairs = min(len(ones), len(twos))
-    one_total = sum(r["accepted_per_s"] for r in ones[:pairs])
-    if pairs and one_total:
-        # Over every closed-loop pair the run measured (the bench runs two, mirrored).
-        gain = sum(r["accepted_per_s"] for r in twos[:pairs]) / one_total
-
-        def each(rows: list[dict[str, Any]]) -> str:
-            return ", ".join(f"{r['accepted_per_s']:.0f}" for r in rows[:pairs])
-
+    closed = [
+        (one, two)
+        for one, two in node_pairs(results)
+        if (one["scenario"], one["load"]) == ("small-rooms", "closed")
+    ]
+    one_total = sum(one["accepted_per_s"] for one, _ in closed)
+    if one_total:
+        # The mean over every closed-loop pair the run measured (the bench runs two, mirrored).
+        gain = sum(two["accepted_per_s"] for _, two in closed) / one_total
+        ones = ", ".join(f"{one['accepted_per_s']:.0f}" for one, _ in closed)
+        twos = ", ".join(f"{two['accepted_per_s']:.0f}" for _, two in closed)
         check(
             "a second server node does not lower throughput (small-rooms saturated)",
-            f"{each(ones)} -> {each(twos)} msg/s ({gain:.2f}x)",
+            f"{ones} -> {twos} msg/s ({gain:.2f}x)",
             gain >= 0.95,  # within this machine's run-to-run noise
         )
     return out
