@@ -313,7 +313,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 # Bounded too: closing a connection Redis already dropped can hang.
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _unpack(self, raw: bytes | str) -> list[Any]:
         """A pub/sub message as the stock listener takes it: one dict per emit."""
