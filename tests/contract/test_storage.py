@@ -480,15 +480,23 @@ async def test_check_send_answers_membership_and_a_stored_copy_in_one_read(
     room, elsewhere = await add_room(storage, alice, bob), await add_room(storage, eve)
     stored = await store(storage, room, alice, "hello")
 
-    async def check(room: Room, sender: User, message_id: str) -> tuple[bool, Message | None]:
+    async def in_a_unit(room: Room, sender: User, message_id: str) -> tuple[bool, Message | None]:
         return await read(
             storage, lambda uow: uow.messages.check_send(room.id, sender.id, message_id)
         )
 
-    assert await check(room, alice, stored.id) == (True, stored)
-    assert await check(room, bob, new_id()) == (True, None)
-    assert await check(room, eve, stored.id) == (False, None)  # a stranger learns nothing
-    assert await check(elsewhere, eve, stored.id) == (True, None)  # not this room's message
+    async def by_the_factory(
+        room: Room, sender: User, message_id: str
+    ) -> tuple[bool, Message | None]:  # the send's own path (a lighter one on PostgreSQL)
+        return await storage.check_send(room.id, sender.id, message_id)
+
+    for check in (in_a_unit, by_the_factory):
+        assert await check(room, alice, stored.id) == (True, stored)
+        assert await check(room, bob, new_id()) == (True, None)
+        assert await check(room, eve, stored.id) == (False, None)  # a stranger learns nothing
+        assert await check(elsewhere, eve, stored.id) == (True, None)  # not this room's message
+        assert await check(elsewhere, eve, new_id()) == (True, None)
+        assert await check(elsewhere, alice, new_id()) == (False, None)
 
 
 async def test_a_batch_with_a_taken_seq_is_a_conflict_and_stores_nothing(
@@ -717,6 +725,8 @@ async def test_a_database_that_does_not_answer_is_unavailable(url: str, tmp_path
         with pytest.raises(Unavailable):
             async with storage() as uow:
                 await uow.users.get(new_id())
+        with pytest.raises(Unavailable):
+            await storage.check_send(new_id(), new_id(), new_id())
         # A failed SQLite open leaves no aiosqlite thread behind to answer this loop after
         # it closed (it did: "Event loop is closed" in a thread, after the test).
         left = set(threading.enumerate()) - threads_before
@@ -775,7 +785,7 @@ async def _transactions_held(engine: AsyncEngine) -> bool:
             return True
         finally:
             probe.close()
-    dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = _asyncpg_dsn(engine)
     probe = await asyncpg.connect(dsn)
     try:
         held: int = await probe.fetchval(
@@ -809,25 +819,80 @@ async def test_connections_the_server_closed_are_replaced_without_an_error(
     postgres_engine: AsyncEngine,
 ) -> None:
     storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
-    dsn = postgres_engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    dsn = _asyncpg_dsn(postgres_engine)
     (alice,) = await add_users(storage, "alice")
     for unit in (storage.reading, storage):
         async with storage() as uow:  # a connection in the pool, idle
             assert await uow.users.get(alice.id) == alice
-        # As a restart does: the server ends every connection of the database.
-        admin = await asyncpg.connect(dsn)
-        try:
-            pids = await admin.fetch(
-                "SELECT pid FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            assert pids
-            for row in pids:  # waits (up to 5 s) until each has ended
-                assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", row[0])
-        finally:
-            await admin.close()
+        await _end_every_connection(dsn)
         async with unit() as uow:
             assert await uow.users.get(alice.id) == alice
+    # A send's check takes its own way to the driver: it replaces dead connections too.
+    room = await add_room(storage, alice)
+    assert await storage.check_send(room.id, alice.id, new_id()) == (True, None)
+    await _end_every_connection(dsn)
+    assert await storage.check_send(room.id, alice.id, new_id()) == (True, None)
+
+
+@pytest.mark.postgres
+async def test_a_send_check_whose_connection_dies_under_it_runs_again_on_a_new_one(
+    postgres_engine: AsyncEngine,
+) -> None:
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    dsn = _asyncpg_dsn(postgres_engine)
+    (alice,) = await add_users(storage, "alice")
+    room = await add_room(storage, alice)
+    holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
+    try:
+        # The check waits behind a lock, and its backend is ended while it waits: the
+        # connection dies mid-statement, which no checkout could have seen coming.
+        locked = holder.transaction()
+        await locked.start()
+        await holder.execute("LOCK TABLE memberships IN ACCESS EXCLUSIVE MODE")
+        check = asyncio.ensure_future(storage.check_send(room.id, alice.id, new_id()))
+        first = await _a_backend_waiting_for_a_lock(watcher)
+        assert await watcher.fetchval("SELECT pg_terminate_backend($1, 5000)", first)
+        second = await _a_backend_waiting_for_a_lock(watcher)  # the check, run again
+        assert second != first
+        await locked.rollback()
+        assert await asyncio.wait_for(check, 10) == (True, None)
+    finally:
+        await holder.close()
+        await watcher.close()
+
+
+async def _a_backend_waiting_for_a_lock(watcher: Any, timeout: float = 10.0) -> int:
+    # The watcher is outside any transaction: in one, pg_stat_activity would answer the
+    # same snapshot every time.
+    async with asyncio.timeout(timeout):
+        while True:
+            pid = await watcher.fetchval(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            )
+            if pid is not None:
+                return int(pid)
+            await asyncio.sleep(0.01)  # polling what PostgreSQL reports, not a guess
+
+
+def _asyncpg_dsn(engine: AsyncEngine) -> str:
+    """The engine's database, as asyncpg's own connect takes it."""
+    return engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def _end_every_connection(dsn: str) -> None:
+    """As a restart does: the server ends every other connection of the database."""
+    admin = await asyncpg.connect(dsn)
+    try:
+        pids = await admin.fetch(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        assert pids
+        for row in pids:  # waits (up to 5 s) until each has ended
+            assert await admin.fetchval("SELECT pg_terminate_backend($1, 5000)", row[0])
+    finally:
+        await admin.close()
 
 
 # --- SQLite WAL checkpoints ---------------------------------------------------------------

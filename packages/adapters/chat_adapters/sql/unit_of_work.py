@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
 from chat_adapters.sql import engine as engines
-from chat_adapters.sql import message_batches
+from chat_adapters.sql import message_batches, send_checks
 from chat_adapters.sql.errors import connecting, translate_errors
 from chat_adapters.sql.repositories import (
     SqlAlchemyMessageRepository,
@@ -126,7 +126,8 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
         self._engine = engine
         # Autocommit on PostgreSQL: each statement is a transaction of its own.
         self._reading_engine = engines.reading_engine(engine)
-        self._one_statement_store = engine.url.get_backend_name() == "postgresql"
+        # PostgreSQL's lighter paths: a send's check on the driver, a batch in one statement.
+        self._postgresql = engine.url.get_backend_name() == "postgresql"
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self._engine)
@@ -134,10 +135,20 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
     def reading(self) -> SqlAlchemyUnitOfWork:
         return SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
 
+    async def check_send(
+        self, room_id: str, sender_id: str, message_id: str
+    ) -> tuple[bool, Message | None]:
+        if not self._postgresql:
+            return await super().check_send(room_id, sender_id, message_id)
+        member, stored = await send_checks.check_send(self._engine, room_id, sender_id, message_id)
+        if member and stored:  # a retry of a stored message: read it whole
+            return await super().check_send(room_id, sender_id, message_id)
+        return member, None
+
     async def store_new_messages(
         self, by_room: Mapping[str, Sequence[Message]]
     ) -> tuple[list[Message], dict[str, list[str]]]:
-        if not self._one_statement_store:
+        if not self._postgresql:
             return await super().store_new_messages(by_room)
         if not by_room:
             return [], {}

@@ -193,6 +193,18 @@ class UnitOfWorkFactory(ABC):
         """
         return self()
 
+    async def check_send(
+        self, room_id: str, sender_id: str, message_id: str
+    ) -> tuple[bool, Message | None]:
+        """A send's one read, as ``MessageRepository.check_send`` answers it: is the sender a
+        member of the room, and is the message with this id already stored (a retry)?
+
+        This default asks a reading unit of work; an adapter may answer on a lighter path,
+        since every send asks it.
+        """
+        async with self.reading() as uow:
+            return await uow.messages.check_send(room_id, sender_id, message_id)
+
     async def store_new_messages(
         self, by_room: Mapping[str, Sequence[Message]]
     ) -> tuple[list[Message], dict[str, list[str]]]:

@@ -67,9 +67,8 @@ class SendMessage:
             if client_msg_id
             else self._ids.new_id()
         )
-        async with self._uow.reading() as uow:
-            # A non-member learns nothing: not that the room exists, nor a message in it.
-            member, stored = await uow.messages.check_send(room_id, sender_id, message_id)
+        # A non-member learns nothing: not that the room exists, nor a message in it.
+        member, stored = await self._uow.check_send(room_id, sender_id, message_id)
         if not member:
             raise NotFound("room not found")
         if stored is not None:
