@@ -8,6 +8,7 @@ in CI). Each test gets its own engine, because an ``AsyncEngine`` belongs to one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sqlite3
 import threading
@@ -839,40 +840,86 @@ async def test_a_send_check_whose_connection_dies_under_it_runs_again_on_a_new_o
     postgres_engine: AsyncEngine,
 ) -> None:
     storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
-    dsn = _asyncpg_dsn(postgres_engine)
     (alice,) = await add_users(storage, "alice")
     room = await add_room(storage, alice)
+    async with _memberships_locked(postgres_engine) as lock:
+        # The check waits behind the lock and its backend is ended meanwhile: the
+        # connection dies mid-statement, which no checkout could have seen coming.
+        check = asyncio.ensure_future(storage.check_send(room.id, alice.id, new_id()))
+        first = await lock.backend_waiting()
+        assert await lock.watcher.fetchval("SELECT pg_terminate_backend($1, 5000)", first)
+        assert await lock.backend_waiting() != first  # the check, run again
+        await lock.release()
+        assert await asyncio.wait_for(check, 10) == (True, None)
+
+
+@pytest.mark.postgres
+async def test_a_send_check_cancelled_while_it_waits_gives_its_connection_up(
+    postgres_engine: AsyncEngine,
+) -> None:
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    (alice,) = await add_users(storage, "alice")
+    room = await add_room(storage, alice)
+    pool: Any = postgres_engine.sync_engine.pool
+    async with _memberships_locked(postgres_engine) as lock:
+        check = asyncio.ensure_future(storage.check_send(room.id, alice.id, new_id()))
+        waiting = await lock.backend_waiting()
+        assert pool.checkedout() == 1
+        check.cancel()  # as when the request's client goes away
+        with pytest.raises(asyncio.CancelledError):
+            await check
+        # Still busy with the statement, the connection is not pooled for the next send.
+        assert pool.checkedout() == 0
+        await lock.release()
+        await lock.backend_ended(waiting)  # and it was closed, not left open outside the pool
+    assert await storage.check_send(room.id, alice.id, new_id()) == (True, None)
+
+
+class _LockedMemberships:
+    """The memberships table locked by another session: a send's check waits behind it."""
+
+    def __init__(self, watcher: Any, locked: Any) -> None:
+        # The watcher is outside any transaction: in one, pg_stat_activity would answer
+        # the same snapshot every time.
+        self.watcher = watcher
+        self._locked = locked
+
+    async def backend_waiting(self, timeout: float = 10.0) -> int:
+        """The pid of a backend waiting for a lock, once there is one."""
+        async with asyncio.timeout(timeout):
+            while True:
+                pid = await self.watcher.fetchval(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND wait_event_type = 'Lock'"
+                )
+                if pid is not None:
+                    return int(pid)
+                await asyncio.sleep(0.01)  # polling what PostgreSQL reports, not a guess
+
+    async def backend_ended(self, pid: int, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            query = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1"
+            while True:
+                if not await self.watcher.fetchval(query, pid):
+                    return
+                await asyncio.sleep(0.01)  # polling what PostgreSQL reports, not a guess
+
+    async def release(self) -> None:
+        await self._locked.rollback()
+
+
+@contextlib.asynccontextmanager
+async def _memberships_locked(engine: AsyncEngine) -> AsyncIterator[_LockedMemberships]:
+    dsn = _asyncpg_dsn(engine)
     holder, watcher = await asyncpg.connect(dsn), await asyncpg.connect(dsn)
     try:
-        # The check waits behind a lock, and its backend is ended while it waits: the
-        # connection dies mid-statement, which no checkout could have seen coming.
         locked = holder.transaction()
         await locked.start()
         await holder.execute("LOCK TABLE memberships IN ACCESS EXCLUSIVE MODE")
-        check = asyncio.ensure_future(storage.check_send(room.id, alice.id, new_id()))
-        first = await _a_backend_waiting_for_a_lock(watcher)
-        assert await watcher.fetchval("SELECT pg_terminate_backend($1, 5000)", first)
-        second = await _a_backend_waiting_for_a_lock(watcher)  # the check, run again
-        assert second != first
-        await locked.rollback()
-        assert await asyncio.wait_for(check, 10) == (True, None)
+        yield _LockedMemberships(watcher, locked)
     finally:
         await holder.close()
         await watcher.close()
-
-
-async def _a_backend_waiting_for_a_lock(watcher: Any, timeout: float = 10.0) -> int:
-    # The watcher is outside any transaction: in one, pg_stat_activity would answer the
-    # same snapshot every time.
-    async with asyncio.timeout(timeout):
-        while True:
-            pid = await watcher.fetchval(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock'"
-            )
-            if pid is not None:
-                return int(pid)
-            await asyncio.sleep(0.01)  # polling what PostgreSQL reports, not a guess
 
 
 def _asyncpg_dsn(engine: AsyncEngine) -> str:

@@ -12,7 +12,7 @@ from chat_domain.errors import Conflict, Unavailable
 
 # SQLSTATE classes meaning "the server is not there for us": connection exceptions (08),
 # shutdown or start-up in progress (57P01..57P03), too many connections (53300).
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -28,7 +28,7 @@ def is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc.orig, OSError | TimeoutError):
         return True
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
 
 
 @contextmanager

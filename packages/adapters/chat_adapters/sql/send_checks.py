@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from chat_adapters.sql.errors import connecting
+from chat_adapters.sql.errors import UNAVAILABLE_SQLSTATES, connecting
 from chat_domain.errors import Unavailable
 
 # asyncpg prepares it once per connection and caches it by its text.
@@ -27,9 +27,6 @@ SELECT
     EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2),
     EXISTS (SELECT 1 FROM messages WHERE id = $3 AND room_id = $1)
 """
-
-# SQLSTATE classes meaning "the server is not there for us", as in chat_adapters.sql.errors.
-_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 async def check_send(
@@ -50,10 +47,15 @@ async def check_send(
             if not _lost_database(exc):
                 await _give_back(pooled)
                 raise
-            await _discard(pooled, exc)
+            _drop(pooled, exc)
             if attempt == 2:
                 raise Unavailable("database unavailable") from exc
             continue
+        except BaseException:
+            # Cancelled mid-statement (its request went away): the server may still be
+            # answering on this connection, so it must not go back to the pool.
+            _drop(pooled)
+            raise
         await _give_back(pooled)
         return bool(record[0]), bool(record[1])
     raise AssertionError("unreachable")  # pragma: no cover
@@ -73,18 +75,18 @@ def _lost_database(exc: BaseException) -> bool:
         return True  # reset, refused, or "connection is closed"
     sqlstate = getattr(exc, "sqlstate", None)
     return isinstance(exc, asyncpg.PostgresError) and (
-        isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
+        isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
     )
 
 
-# The pool's return and invalidation may close the driver connection, which SQLAlchemy's
-# asyncpg adapter does from inside a greenlet only.
 async def _give_back(pooled: PoolProxiedConnection) -> None:
+    # The pool's return may reset the connection, which SQLAlchemy's asyncpg adapter does
+    # from inside a greenlet only.
     await greenlet_spawn(pooled.close)
 
 
-async def _discard(pooled: PoolProxiedConnection, exc: BaseException) -> None:
-    try:
-        await greenlet_spawn(pooled.invalidate, exc)
-    finally:
-        await greenlet_spawn(pooled.close)
+def _drop(pooled: PoolProxiedConnection, exc: BaseException | None = None) -> None:
+    # Outside a greenlet, invalidating closes the socket at once: a dead connection has no
+    # goodbye to wait for, and a cancelled task must not wait at all.
+    pooled.invalidate(exc)
+    pooled.close()
