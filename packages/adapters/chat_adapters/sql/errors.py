@@ -12,7 +12,7 @@ from chat_domain.errors import Conflict, Unavailable
 
 # SQLSTATE classes meaning "the server is not there for us": connection exceptions (08),
 # shutdown or start-up in progress (57P01..57P03), too many connections (53300).
-UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03", "53300")
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -27,8 +27,13 @@ def is_unavailable(exc: BaseException) -> bool:
         return True
     if isinstance(exc.orig, OSError | TimeoutError):
         return True
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
+    return has_unavailable_sqlstate(exc.orig)
+
+
+def has_unavailable_sqlstate(driver_error: BaseException | None) -> bool:
+    """Whether a driver's own error (asyncpg's, psycopg's) says the server is not there."""
+    sqlstate = getattr(driver_error, "sqlstate", None) or getattr(driver_error, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES)
 
 
 @contextmanager

@@ -2,10 +2,11 @@
 
 Every send asks it, so its cost is a server's: through SQLAlchemy Core (a checkout into an
 ``AsyncConnection``, the execution context, the greenlet hand-offs, the result) it took
-~600 µs of CPU, against ~100 µs for asyncpg answering the same prepared statement, and
-it was 12% of a cluster server's samples at 200 messages/s. This lane still takes its
-connection from the engine's pool (its size, its checkout listener that drops connections
-the server closed) and gives it back there; only the statement skips SQLAlchemy.
+~600 µs of CPU and 15% of a cluster server's samples at 200 messages/s; on this lane it
+takes ~250-390 µs, of which asyncpg answering the prepared statement is ~100 µs. It still
+takes its connection from the engine's pool (its size, its checkout listener that drops
+connections the server closed) and gives it back there; only the statement skips
+SQLAlchemy.
 
 It answers two booleans. The rare retry whose message is stored already is then read
 whole by the repository, where the columns' types are SQLAlchemy's to convert.
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
-from chat_adapters.sql.errors import UNAVAILABLE_SQLSTATES, connecting
+from chat_adapters.sql.errors import connecting, has_unavailable_sqlstate
 from chat_domain.errors import Unavailable
 
 # asyncpg prepares it once per connection and caches it by its text.
@@ -73,10 +74,7 @@ async def _checkout(engine: AsyncEngine) -> PoolProxiedConnection:
 def _lost_database(exc: BaseException) -> bool:
     if isinstance(exc, OSError | TimeoutError | asyncpg.InterfaceError):
         return True  # reset, refused, or "connection is closed"
-    sqlstate = getattr(exc, "sqlstate", None)
-    return isinstance(exc, asyncpg.PostgresError) and (
-        isinstance(sqlstate, str) and sqlstate.startswith(UNAVAILABLE_SQLSTATES)
-    )
+    return isinstance(exc, asyncpg.PostgresError) and has_unavailable_sqlstate(exc)
 
 
 async def _give_back(pooled: PoolProxiedConnection) -> None:
