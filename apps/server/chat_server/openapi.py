@@ -97,6 +97,35 @@ ERROR_NOTES: dict[int | str, str] = {
     404: "Not found (also a room the caller is not a member of)",
     413: "Body too large",
     422: "Well-formed JSON that fails validation",
+    429: "Rate limited: try again after Retry-After seconds",
+    503: "A backing service (database, broker) does not answer: nothing was done",
+}
+# The operations a rate limit guards (chat_server.limits and the send use case).
+RATE_LIMITED = {"api.auth.register", "api.auth.login", "api.messages.send"}
+# Stable operation ids, named for what the call does: clients generate code from them, so
+# they must not change when a view function is renamed. tests/docs checks every route has one.
+OPERATION_IDS = {
+    "api.auth.register": "registerUser",
+    "api.auth.login": "logIn",
+    "api.users.me": "getCurrentUser",
+    "api.users.search": "searchUsers",
+    "api.rooms.create_room": "createRoom",
+    "api.rooms.list_rooms": "listRooms",
+    "api.rooms.get_room": "getRoom",
+    "api.rooms.add_member": "addMember",
+    "api.rooms.remove_member": "removeMember",
+    "api.rooms.mark_read": "markRead",
+    "api.rooms.receipts": "listReceipts",
+    "api.messages.send": "sendMessage",
+    "api.messages.history": "listMessages",
+    "api.messages.edit": "editMessage",
+    "api.messages.delete": "deleteMessage",
+    "ops.healthz": "getHealth",
+    "ops.readyz": "getReadiness",
+    "ops.metrics": "getMetrics",
+    "web.index": "getWebClient",
+    "openapi": "getOpenAPIDocument",
+    "docs.docs": "getAPIBrowser",
 }
 
 
@@ -117,6 +146,8 @@ class ChatOpenAPIProvider(OpenAPIProvider):
             for method, operation in path_item.items():
                 operation = dict(operation)
                 operation["tags"] = [TAG_OF_BLUEPRINT.get(blueprint, "operations")]
+                if rule.endpoint in OPERATION_IDS:
+                    operation["operationId"] = OPERATION_IDS[rule.endpoint]
                 responses = dict(operation.get("responses", {}))
                 for status, answer in SUCCESS.get(rule.endpoint, {}).items():
                     responses[str(status)] = self._answer(rule.endpoint, status, answer, components)
@@ -158,6 +189,10 @@ class ChatOpenAPIProvider(OpenAPIProvider):
             errors.update({s: ERROR_NOTES[s] for s in (400, 413, 422)})
         if any(p.get("in") == "query" for p in operation.get("parameters", [])):
             errors[422] = ERROR_NOTES[422]
+        if rule.endpoint in RATE_LIMITED:
+            errors[429] = ERROR_NOTES[429]
+        # Every API call reads the database, and a send also needs the broker.
+        errors[503] = ERROR_NOTES[503]
         errors.update(EXTRA_ERRORS.get(rule.endpoint, {}))
         errors["default"] = "Any other error, same shape (a 500 never shows a trace)"
         return errors
