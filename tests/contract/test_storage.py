@@ -281,6 +281,23 @@ async def test_room_add_and_get(storage: UnitOfWorkFactory) -> None:
         assert await uow.rooms.get(new_id()) is None
 
 
+async def test_rooms_listed_newest_first_with_member_counts(storage: UnitOfWorkFactory) -> None:
+    # Later than any other test's rooms (the PostgreSQL database is shared by the session).
+    base = datetime(2999, 1, 1, tzinfo=UTC) + timedelta(minutes=uuid.uuid4().int % 100_000)
+    alice, bob, carol = await add_users(storage, *(f"lister{new_id()[:8]}" for _ in range(3)))
+    oldest = await add_room(storage, alice, at=base)
+    middle = await add_room(storage, alice, bob, carol, at=base + timedelta(seconds=1))
+    newest = await add_room(storage, bob, carol, at=base + timedelta(seconds=2))
+    listing = await read(storage, lambda uow: uow.rooms.list_recent(3))
+    assert [(item.room.id, item.member_count) for item in listing] == [
+        (newest.id, 2),
+        (middle.id, 3),
+        (oldest.id, 1),
+    ]
+    assert listing[0].room == newest
+    assert len(await read(storage, lambda uow: uow.rooms.list_recent(2))) == 2
+
+
 async def test_members_with_usernames_by_join_time(storage: UnitOfWorkFactory) -> None:
     zed, carol, bob, dan = await add_users(storage, "zed", "carol", "bob", "dan")
     room = make_room()

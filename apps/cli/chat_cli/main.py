@@ -1,4 +1,8 @@
-"""`chat serve | worker | migrate`: the console entry point."""
+"""The `chat` command: run a node, a worker or the migrations, and administer the service.
+
+Exit codes, for scripts and orchestrators: 0 done; 1 a runtime failure (one line on
+stderr saying what to do); 2 a usage or configuration mistake (one line per mistake).
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,31 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Coroutine, Sequence
-from typing import Any
-
-from pydantic import ValidationError
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, TypeVar
 
 from chat_bootstrap.settings import Settings
+from chat_bootstrap.settings_errors import ConfigurationError, load_settings
+from chat_cli import admin
+
+T = TypeVar("T")
+EXIT_FAILURE, EXIT_USAGE = 1, 2
+# What every command reads, named in its help so that an operator knows what to set.
+READS_STORAGE = "Reads CHAT_DATABASE_URL (see docs/configuration.md for every setting)."
+READS_CLUSTER = (
+    "Reads CHAT_BROKER, CHAT_RABBITMQ_URL, CHAT_SOCKETIO_MANAGER, CHAT_REDIS_URL, "
+    "CHAT_DATABASE_URL, CHAT_SECRET_KEY and the rest of docs/configuration.md."
+)
 
 
-def _event_loop_runner(main: Coroutine[Any, Any, None]) -> None:
+def _package_version() -> str:
+    try:
+        return version("chat-backend")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is absent on Windows
@@ -25,11 +46,11 @@ def _event_loop_runner(main: Coroutine[Any, Any, None]) -> None:
 
 def _settings() -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        for error in exc.errors(include_url=False):
-            print(f"chat: configuration error: {error['msg']}", file=sys.stderr)
-        raise SystemExit(2) from None
+        return load_settings()
+    except ConfigurationError as exc:
+        for problem in exc.problems:
+            print(f"chat: configuration error: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -43,7 +64,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     settings = _settings()
     _configure_logging(settings)
-    _event_loop_runner(run_server(settings, args.host, args.port))
+    _run(run_server(settings, args.host, args.port))
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -52,31 +73,137 @@ def _worker(args: argparse.Namespace) -> None:
     settings = _settings()
     _configure_logging(settings)
     try:
-        _event_loop_runner(run_worker(settings))
-    except ValueError as exc:
-        print(f"chat worker: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+        _run(run_worker(settings))
+    except ValueError as exc:  # a role the configuration cannot run (build_container)
+        print(f"chat worker: configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
 
 
 def _migrate(args: argparse.Namespace) -> None:
-    from chat_bootstrap.migrations import migrate_database
-
     settings = _settings()
     _configure_logging(settings)
-    _event_loop_runner(migrate_database(settings))
+    _admin(settings, admin.migrate_database(settings), "migrate")
+    print("the database is at the latest migration")
+
+
+def _config(args: argparse.Namespace) -> None:
+    settings = _settings()
+    for name, value in admin.effective_configuration(settings):
+        print(f"{name}={value}")
+
+
+def _users_create(args: argparse.Namespace) -> None:
+    settings = _settings()
+    password = args.password or admin.read_password()
+    user = _admin_result(
+        settings,
+        admin.create_user(settings, args.username, password, args.display_name),
+        "users create",
+    )
+    print(f"created user {user.username} ({user.id})")
+
+
+def _rooms_list(args: argparse.Namespace) -> None:
+    settings = _settings()
+    rooms = _admin_result(settings, admin.list_rooms(settings, args.limit), "rooms list")
+    print("id\tkind\tmembers\tlast_seq\tname")
+    for listed in rooms:
+        room = listed.room
+        print(f"{room.id}\t{room.kind.value}\t{listed.member_count}\t{room.last_seq}\t{room.name}")
+
+
+def _admin(settings: Settings, work: Coroutine[Any, Any, None], command: str) -> None:
+    _admin_result(settings, work, command)
+
+
+def _admin_result(settings: Settings, work: Coroutine[Any, Any, T], command: str) -> T:
+    """Run an administrative coroutine; its failures become one line and exit code 1."""
+    result: list[T] = []
+
+    async def run() -> None:
+        result.append(await work)
+
+    try:
+        _run(run())
+    except admin.AdminError as exc:
+        print(f"chat {command}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_FAILURE) from None
+    return result[0]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chat", description="The chat backend.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run a server node (REST + socket.io)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    parser = argparse.ArgumentParser(
+        prog="chat",
+        description="A self-hosted chat backend: REST + socket.io, a broker that loses "
+        "nothing, workers that fan out on any number of nodes.",
+        epilog="Configuration is by CHAT_* environment variables or a .env file; "
+        "`chat config` shows what is in effect. Exit codes: 0 done, 1 runtime failure, "
+        "2 usage or configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"chat {_package_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run a server node (REST + socket.io; the whole service with no configuration)",
+        description="Run a server node. With no configuration it is the whole service in "
+        "one process (in-memory broker, in-process worker, SQLite). " + READS_CLUSTER,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (8000)")
     serve.set_defaults(run=_serve)
-    worker = commands.add_parser("worker", help="run a consumer (CHAT_BROKER=rabbitmq)")
+
+    worker = commands.add_parser(
+        "worker",
+        help="run a consumer: store accepted messages and fan them out (needs RabbitMQ, Redis)",
+        description="Consume RabbitMQ, store each message with its seq, fan out through "
+        "Redis. Needs CHAT_BROKER=rabbitmq and CHAT_SOCKETIO_MANAGER=redis. " + READS_CLUSTER,
+    )
     worker.set_defaults(run=_worker)
-    migrate = commands.add_parser("migrate", help="apply database migrations")
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="apply the database migrations (once, before servers and workers start)",
+        description="Bring the database to the latest schema. " + READS_STORAGE,
+    )
     migrate.set_defaults(run=_migrate)
+
+    config = commands.add_parser(
+        "config",
+        help="print the effective configuration, secrets masked",
+        description="Print every setting as CHAT_NAME=value, as this process would run "
+        "with the current environment and .env file; secrets are masked.",
+    )
+    config.set_defaults(run=_config)
+
+    users = commands.add_parser(
+        "users", help="administer user accounts", description="Administer user accounts."
+    )
+    user_commands = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    create = user_commands.add_parser(
+        "create",
+        help="create a user account",
+        description="Create a user, with the same rules as registration. " + READS_STORAGE,
+    )
+    create.add_argument("username", help="3 to 32 of a-z 0-9 _ . -")
+    create.add_argument(
+        "--password",
+        help="the password (8 to 128 characters); asked on the terminal when omitted",
+    )
+    create.add_argument("--display-name", help="the name shown to others (the username)")
+    create.set_defaults(run=_users_create)
+
+    rooms = commands.add_parser(
+        "rooms", help="look at rooms", description="Look at the rooms of the service."
+    )
+    room_commands = rooms.add_subparsers(dest="rooms_command", required=True, metavar="ACTION")
+    listing = room_commands.add_parser(
+        "list",
+        help="list rooms, most recently created first",
+        description="List rooms with their kind, member count and last seq. " + READS_STORAGE,
+    )
+    listing.add_argument("--limit", type=int, default=100, help="rooms to list at most (100)")
+    listing.set_defaults(run=_rooms_list)
     return parser
 
 

@@ -1,78 +1,240 @@
-"""Settings from ``CHAT_*`` environment variables (and a ``.env`` file), with embedded defaults."""
+"""Settings from ``CHAT_*`` environment variables (and a ``.env`` file), with embedded defaults.
+
+Every field is the variable ``CHAT_<NAME>`` and carries its own description and, where the
+default does not show one, an example: docs/configuration.md and .env.example are generated
+from them (``python -m chat_bootstrap.settings_docs``), and a configuration error quotes
+them (``chat_bootstrap.settings_errors``).
+"""
 
 from __future__ import annotations
 
+import json
 import secrets
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_PRODUCTION_KEY_LENGTH = 32
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/chat.db"
+ENV_PREFIX = "CHAT_"
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _example(value: str) -> dict[str, Any]:
+    return {"example": value}
+
+
+def _require_scheme(url: str, schemes: tuple[str, ...]) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in schemes:
+        raise ValueError(
+            f"scheme {scheme + '://' if scheme else '(none)'} is not supported; "
+            f"use {' or '.join(s + '://' for s in schemes)}"
+        )
+    return url
 
 
 class Settings(BaseSettings):
     """Every knob of the service; each field is the variable ``CHAT_<NAME>``."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CHAT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix=ENV_PREFIX, env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    env: Literal["development", "production"] = "development"
-    log_level: str = "INFO"
-    # "json": one JSON object per line (for log shippers); "text" for people.
-    log_format: Literal["text", "json"] = "text"
+    # --- the process ----------------------------------------------------------------
+    env: Literal["development", "production"] = Field(
+        "development",
+        description="`production` refuses to start without a strong `CHAT_SECRET_KEY`.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", description="The lowest level written to the log."
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text",
+        description="`json`: one JSON object per line (for log shippers); `text` for people.",
+    )
 
-    broker: Literal["memory", "rabbitmq"] = "memory"
-    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
-    rabbitmq_prefix: str = "chat"
-    rabbitmq_partitions: int = Field(default=8, ge=1, le=256)
-    rabbitmq_max_attempts: int = Field(default=5, ge=1)
-    broker_publish_timeout: float = Field(default=5.0, gt=0)
+    # --- the broker -----------------------------------------------------------------
+    broker: Literal["memory", "rabbitmq"] = Field(
+        "memory", description="Where accepted messages wait for a worker: in-process or RabbitMQ."
+    )
+    rabbitmq_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/",
+        description="RabbitMQ's AMQP URL (`amqp://`, `amqps://`).",
+    )
+    rabbitmq_prefix: str = Field(
+        "chat",
+        min_length=1,
+        description="Prefix of every exchange and queue name; servers and workers must agree.",
+    )
+    rabbitmq_partitions: int = Field(
+        8,
+        ge=1,
+        le=256,
+        description="Queues the rooms' messages are spread over; the same on every process.",
+        json_schema_extra=_example("32"),
+    )
+    rabbitmq_max_attempts: int = Field(
+        5, ge=1, description="Deliveries of a failing message before it is dead-lettered."
+    )
+    broker_publish_timeout: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds a send waits for the broker's confirm before answering 503.",
+    )
 
-    socketio_manager: Literal["local", "redis"] = "local"
-    redis_url: str = "redis://127.0.0.1:6379/0"
-    redis_channel: str = "chat-socketio"
+    # --- realtime -------------------------------------------------------------------
+    socketio_manager: Literal["local", "redis"] = Field(
+        "local", description="`redis` to share socket.io events between several nodes."
+    )
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0", description="Redis URL (`redis://`, `rediss://`, `unix://`)."
+    )
+    redis_channel: str = Field(
+        "chat-socketio",
+        min_length=1,
+        description="Pub/sub channel and key prefix in Redis; servers and workers must agree.",
+    )
 
-    database_url: str = DEFAULT_SQLITE_URL
-    # PostgreSQL connections each process keeps open (SQLite uses one). Beyond it, up to
-    # as many again are opened for a burst and closed after: sized so that a busy node
-    # does not open and close a connection per request.
-    database_pool_size: int = Field(default=10, ge=1)
-    # Apply migrations when a server starts: on by default for SQLite (embedded),
-    # off for PostgreSQL, where `chat migrate` runs once before the fleet starts.
-    auto_migrate: bool | None = None
+    # --- storage --------------------------------------------------------------------
+    database_url: str = Field(
+        DEFAULT_SQLITE_URL,
+        description="SQLAlchemy URL: `sqlite+aiosqlite:///path` or `postgresql+asyncpg://...`.",
+        json_schema_extra=_example("postgresql+asyncpg://chat@db.internal:5432/chat"),
+    )
+    # Beyond it, up to as many again are opened for a burst and closed after: sized so that
+    # a busy node does not open and close a connection per request.
+    database_pool_size: int = Field(
+        10, ge=1, description="PostgreSQL connections each process keeps open (SQLite uses one)."
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Apply migrations when a server starts. Unset: on for SQLite, off for "
+        "PostgreSQL (run `chat migrate` once before the fleet starts).",
+        json_schema_extra=_example("false"),
+    )
+    embedded_worker: bool | None = Field(
+        None,
+        description="Run the consumer inside the server. Unset: true with the memory broker, "
+        "false with RabbitMQ.",
+        json_schema_extra=_example("false"),
+    )
 
-    # None means: true with the in-memory broker, false with RabbitMQ.
-    embedded_worker: bool | None = None
-
-    secret_key: SecretStr | None = None
-    token_ttl_seconds: int = Field(default=12 * 3600, ge=60)
-
-    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
-    cors_origins: list[str] = Field(default_factory=list)
+    # --- tokens ---------------------------------------------------------------------
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Token signing key, 32+ characters. Unset in development: generated once "
+        "into `./var/secret.key`.",
+        json_schema_extra=_example("<48 random characters>"),
+    )
+    token_ttl_seconds: int = Field(
+        12 * 3600, ge=60, description="Seconds an access token stays valid."
+    )
 
     # --- limits on what a client controls (see docs/security.md) ----------------------
-    socketio_max_packet_bytes: int = Field(default=128 * 1024, ge=16 * 1024)
-    max_sockets_per_user: int = Field(default=32, ge=1)
-    max_members_per_room: int = Field(default=1000, ge=2)
-    max_rooms_per_user: int = Field(default=1000, ge=1)
-    # Rate limits, token buckets (0 turns a rule off). "memory" counts per node; "redis"
-    # across nodes; None follows CHAT_SOCKETIO_MANAGER (several nodes share Redis anyway).
-    rate_limit_backend: Literal["memory", "redis"] | None = None
-    rate_send_per_second: float = Field(default=50.0, ge=0)
-    rate_send_burst: int = Field(default=1000, ge=0)
-    rate_login_per_minute: float = Field(default=10.0, ge=0)  # per username: brute force
-    rate_login_burst: int = Field(default=10, ge=0)
-    rate_auth_per_address_per_minute: float = Field(default=1200.0, ge=0)
-    rate_auth_per_address_burst: int = Field(default=600, ge=0)
-    rate_connect_per_minute: float = Field(default=120.0, ge=0)  # per user
-    rate_connect_burst: int = Field(default=60, ge=0)
-    # Behind N reverse proxies, the client's address is the N-th from the right of
-    # X-Forwarded-For; 0 trusts no header (the peer address is the client's).
-    trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Largest REST request body, in bytes (413 beyond)."
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Web origins allowed to call the API and open sockets, comma-separated "
+        "(or a JSON list); empty: same origin only; `*`: any.",
+        json_schema_extra=_example("https://chat.example.com,https://app.example.com"),
+    )
+    socketio_max_packet_bytes: int = Field(
+        128 * 1024,
+        ge=16 * 1024,
+        description="Largest socket.io packet, in bytes; a bigger one closes that socket.",
+    )
+    max_sockets_per_user: int = Field(
+        32, ge=1, description="Sockets one user may hold on one node."
+    )
+    max_members_per_room: int = Field(1000, ge=2, description="Members a room may have.")
+    max_rooms_per_user: int = Field(
+        1000, ge=1, description="Rooms a user may be in when creating or opening one."
+    )
+    rate_limit_backend: Literal["memory", "redis"] | None = Field(
+        None,
+        description="Where rate-limit buckets live: per node (`memory`) or across nodes "
+        "(`redis`). Unset: follows `CHAT_SOCKETIO_MANAGER`.",
+        json_schema_extra=_example("redis"),
+    )
+    rate_send_per_second: float = Field(
+        50.0, ge=0, description="Message sends per user and second (REST and socket.io; 0: off)."
+    )
+    rate_send_burst: int = Field(1000, ge=0, description="Sends a user may make at once.")
+    rate_login_per_minute: float = Field(
+        10.0, ge=0, description="Login attempts per username and minute (brute force; 0: off)."
+    )
+    rate_login_burst: int = Field(10, ge=0, description="Login attempts per username at once.")
+    rate_auth_per_address_per_minute: float = Field(
+        1200.0, ge=0, description="Logins and registrations per client address and minute."
+    )
+    rate_auth_per_address_burst: int = Field(
+        600, ge=0, description="Logins and registrations per client address at once."
+    )
+    rate_connect_per_minute: float = Field(
+        120.0, ge=0, description="Socket connects per user and minute."
+    )
+    rate_connect_burst: int = Field(60, ge=0, description="Socket connects per user at once.")
+    trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=10,
+        description="Reverse proxies in front of the servers: the client's address is that "
+        "many entries from the right of `X-Forwarded-For` (0 trusts no header).",
+        json_schema_extra=_example("1"),
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        # `info` is as good as `INFO`; a wrong level is reported as it was written.
+        if isinstance(value, str) and value.upper() in LOG_LEVELS:
+            return value.upper()
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_scheme(cls, value: str) -> str:
+        return _require_scheme(value, DATABASE_SCHEMES)
+
+    @field_validator("rabbitmq_url")
+    @classmethod
+    def _amqp_scheme(cls, value: str) -> str:
+        return _require_scheme(value, ("amqp", "amqps"))
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        return _require_scheme(value, ("redis", "rediss", "unix"))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            if origin == "*":
+                continue
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+                raise ValueError(
+                    f"{origin!r} is not an origin: scheme and host only, like https://a.example"
+                )
+        return origins
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
@@ -111,3 +273,8 @@ class Settings(BaseSettings):
             path.write_text(secrets.token_urlsafe(48))
             path.chmod(0o600)
         return path.read_text().strip()
+
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field."""
+    return f"{ENV_PREFIX}{field.upper()}"

@@ -16,6 +16,7 @@ from chat_domain.entities import Member, Membership, Message, Role, Room, RoomSu
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import (
     MessageRepository,
+    RoomListing,
     RoomRepository,
     SeqBlock,
     UnitOfWork,
@@ -260,6 +261,14 @@ class InMemoryRoomRepository(RoomRepository):
         return list(
             dict.fromkeys(uid for (rid, uid) in memberships if rid in rooms and uid != user_id)
         )
+
+    async def list_recent(self, limit: int) -> list[RoomListing]:
+        state = self._uow.read_state()
+        counts: dict[str, int] = {}
+        for room_id, _ in state.memberships:
+            counts[room_id] = counts.get(room_id, 0) + 1
+        newest = sorted(state.rooms.values(), key=lambda r: (r.created_at, r.id), reverse=True)
+        return [RoomListing(room, counts.get(room.id, 0)) for room in newest[:limit]]
 
     async def allocate_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:
         if any(count < 1 for count in counts.values()):

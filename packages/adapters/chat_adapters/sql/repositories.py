@@ -32,6 +32,7 @@ from chat_domain.entities import (
 from chat_domain.errors import NotFound
 from chat_domain.ports.storage import (
     MessageRepository,
+    RoomListing,
     RoomRepository,
     SeqBlock,
     UserRepository,
@@ -370,6 +371,20 @@ class SqlAlchemyRoomRepository(RoomRepository):
     async def room_ids_of(self, user_id: str) -> list[str]:
         statement = select(memberships.c.room_id).where(memberships.c.user_id == user_id)
         return list((await self._db.execute(statement)).scalars())
+
+    async def list_recent(self, limit: int) -> list[RoomListing]:
+        count = (
+            select(func.count())
+            .where(memberships.c.room_id == rooms.c.id)
+            .scalar_subquery()
+            .label("member_count")
+        )
+        statement = (
+            select(rooms, count).order_by(rooms.c.created_at.desc(), rooms.c.id.desc()).limit(limit)
+        )
+        return [
+            RoomListing(_room(row), row.member_count) for row in await self._db.execute(statement)
+        ]
 
     async def contact_ids(self, user_id: str) -> list[str]:
         # A self-join, not a query per room: a user in many rooms connects in one read.

@@ -27,6 +27,14 @@ class UserRepository(ABC):
 
 
 @dataclass(frozen=True, slots=True)
+class RoomListing:
+    """A room as an operator's listing shows it."""
+
+    room: Room
+    member_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class SeqBlock:
     """The seqs a room gave a batch of its messages, and who was a member as it did."""
 
@@ -81,6 +89,10 @@ class RoomRepository(ABC):
     @abstractmethod
     async def contact_ids(self, user_id: str) -> list[str]:
         """Every other user who shares at least one room with ``user_id`` (one read)."""
+
+    @abstractmethod
+    async def list_recent(self, limit: int) -> list[RoomListing]:
+        """Up to ``limit`` rooms of the whole service, the most recently created first."""
 
     @abstractmethod
     async def allocate_seqs(self, counts: Mapping[str, int]) -> dict[str, int]:

@@ -1,0 +1,125 @@
+"""Operators' commands: the same use cases as the API, run against the configured database.
+
+Each command builds the process's container (so it sees exactly the adapters a server
+would), applies the migrations where a server would (``CHAT_AUTO_MIGRATE``), and turns
+what can go wrong into an ``AdminError``: one line that says what to do.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import SecretStr
+
+from chat_adapters.sql.migrate import migrate
+from chat_bootstrap.container import Container, build_container
+from chat_bootstrap.settings import Settings, variable
+from chat_domain.entities import User
+from chat_domain.errors import DomainError
+from chat_domain.ports.storage import RoomListing
+
+T = TypeVar("T")
+MASK = "****"
+
+
+class AdminError(Exception):
+    """A command failed for a reason the operator can act on."""
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced, for messages and `chat config`."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
+
+
+def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
+    """Every setting as (variable, value), secrets and URL passwords masked."""
+    shown = []
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if isinstance(value, SecretStr):
+            text = MASK
+        elif value is None and name == "secret_key":
+            text = "(unset: generated into ./var/secret.key)"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, list):
+            text = ",".join(value)
+        elif name.endswith("_url"):
+            text = masked_url(str(value))
+        else:
+            text = "" if value is None else str(value)
+        shown.append((variable(name), text))
+    return shown
+
+
+def read_password() -> str:
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise AdminError("the two passwords differ; nothing was changed")
+    return first
+
+
+@asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Container]:
+    container = build_container(settings, role="server")
+    engine = container.engine()
+    try:
+        if settings.auto_migrate:
+            await migrate(engine)
+        yield container
+    finally:
+        await engine.dispose()
+
+
+async def _with_database(settings: Settings, work: Callable[[Container], Awaitable[T]]) -> T:
+    try:
+        async with _database(settings) as container:
+            return await work(container)
+    except DomainError as exc:
+        raise AdminError(exc.message) from None
+    except AdminError:
+        raise
+    except Exception as exc:  # the database is down, unreachable or refuses us
+        raise AdminError(
+            f"cannot use the database at {masked_url(settings.database_url)} "
+            f"({type(exc).__name__}: {_first_line(exc)}): is it running, and is "
+            "CHAT_DATABASE_URL right?"
+        ) from None
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"
+
+
+async def create_user(
+    settings: Settings, username: str, password: str, display_name: str | None
+) -> User:
+    async def create(container: Container) -> User:
+        return await container.register_user()(username, password, display_name)
+
+    return await _with_database(settings, create)
+
+
+async def list_rooms(settings: Settings, limit: int) -> list[RoomListing]:
+    async def listing(container: Container) -> list[RoomListing]:
+        return await container.list_all_rooms()(limit)
+
+    return await _with_database(settings, listing)
+
+
+async def migrate_database(settings: Settings) -> None:
+    async def apply(container: Container) -> None:
+        await migrate(container.engine())
+
+    await _with_database(settings, apply)
