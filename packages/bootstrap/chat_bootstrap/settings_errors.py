@@ -19,8 +19,8 @@ from pydantic.fields import FieldInfo
 
 from chat_bootstrap.settings import ENV_PREFIX, Settings, variable
 
-# Variables with our prefix that are not settings: read by the tests and the bench only.
-NOT_SETTINGS_PREFIXES = ("CHAT_TEST_",)
+# Variables with our prefix that are not settings: read by the tests and the Locust harness.
+NOT_SETTINGS_PREFIXES = ("CHAT_TEST_", "CHAT_LOCUST_")
 
 
 class ConfigurationError(Exception):
