@@ -287,7 +287,8 @@ def start_cluster(servers: int = 2) -> Target:
             raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
         for node in range(servers):
             target.add(_serve(f"server-{node + 1}", target.workdir, env))
-        worker = target.add(Process("worker", [CHAT, "worker"], target.workdir, env))
+        worker_env = {**env, "CHAT_WORKER_OPS_PORT": str(free_port())}
+        worker = target.add(Process("worker", [CHAT, "worker"], target.workdir, worker_env))
         for process in target.processes:
             if process.url is not None:
                 process.wait_healthy()

@@ -13,7 +13,14 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.support.processes import CHAT, ChatProcess, chat_serve, chat_worker, clean_env
+from tests.support.processes import (
+    CHAT,
+    ChatProcess,
+    chat_serve,
+    chat_worker,
+    clean_env,
+    free_port,
+)
 from tests.support.rabbitmq import delete_topology
 from tests.support.services import POSTGRES, RABBITMQ, REDIS
 
@@ -77,7 +84,9 @@ class Cluster:
         return server
 
     def add_worker(self) -> ChatProcess:
-        worker = chat_worker(self.workdir, self.env, name=f"worker{len(self.workers) + 1}").start()
+        """A worker with its operations endpoints on a free port (``ops_url``)."""
+        env = {**self.env, "CHAT_WORKER_OPS_PORT": str(free_port())}
+        worker = chat_worker(self.workdir, env, name=f"worker{len(self.workers) + 1}").start()
         self.workers.append(worker)
         return worker
 

@@ -71,12 +71,22 @@ def _worker(args: argparse.Namespace) -> None:
     from chat_worker.main import run_worker
 
     settings = _settings()
+    if args.ops_port is not None:
+        settings = settings.model_copy(update={"worker_ops_port": args.ops_port})
     _configure_logging(settings)
     try:
         _run(run_worker(settings))
     except ValueError as exc:  # a role the configuration cannot run (build_container)
         print(f"chat worker: configuration error: {exc}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE) from None
+    except OSError as exc:  # the operations port is taken or not ours to bind
+        print(
+            f"chat worker: cannot serve the operations endpoints on "
+            f"{settings.worker_ops_host}:{settings.worker_ops_port} ({exc.strerror or exc}): "
+            "give each worker of a host its own --ops-port (CHAT_WORKER_OPS_PORT), or 0",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_FAILURE) from None
 
 
 def _migrate(args: argparse.Namespace) -> None:
@@ -158,6 +168,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a consumer: store accepted messages and fan them out (needs RabbitMQ, Redis)",
         description="Consume RabbitMQ, store each message with its seq, fan out through "
         "Redis. Needs CHAT_BROKER=rabbitmq and CHAT_SOCKETIO_MANAGER=redis. " + READS_CLUSTER,
+    )
+    worker.add_argument(
+        "--ops-port",
+        type=int,
+        help="port of /healthz, /readyz and /metrics (CHAT_WORKER_OPS_PORT, 9100; 0: none)",
     )
     worker.set_defaults(run=_worker)
 

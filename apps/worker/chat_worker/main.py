@@ -10,6 +10,7 @@ from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
 from chat_worker.consumer import MessageConsumer
+from chat_worker.ops import WorkerOpsApp, serve_worker_ops
 
 log = logging.getLogger("chat.worker")
 
@@ -20,18 +21,37 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    ops_stop = asyncio.Event()
     async with running(container):
         consumer = MessageConsumer(
             container.broker(), container.store_messages(), container.clock()
         )
+        watched: set[asyncio.Task[None]] = set()
+        serving_ops: asyncio.Task[None] | None = None
+        if settings.worker_ops_port:
+            ops = WorkerOpsApp(
+                {
+                    "database": container.uow().check,
+                    "broker": container.broker().check,
+                    "socketio": container.notifier().check,
+                }
+            )
+            serving_ops = asyncio.create_task(
+                serve_worker_ops(ops, settings.worker_ops_host, settings.worker_ops_port, ops_stop)
+            )
+            watched.add(serving_ops)  # a port that cannot be bound stops the worker
         freeze_startup_heap()
         consuming = asyncio.create_task(consumer.run())
         stopping = asyncio.create_task(stop.wait())
-        await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({consuming, stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: finishing the message in hand")
         stopping.cancel()
     # Leaving `running` closed the broker: the message in hand was stored and acked.
     await asyncio.gather(consuming, return_exceptions=True)
-    if consuming.done() and not consuming.cancelled() and consuming.exception():
-        raise consuming.exception()  # type: ignore[misc]
+    ops_stop.set()
+    for task in (consuming, serving_ops):
+        if task is not None and task.done() and not task.cancelled() and task.exception():
+            raise task.exception()  # type: ignore[misc]
+    if serving_ops is not None:
+        await asyncio.gather(serving_ops, return_exceptions=True)
     log.info("worker stopped")

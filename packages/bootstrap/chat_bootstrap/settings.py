@@ -87,6 +87,18 @@ class Settings(BaseSettings):
         description="Seconds a send waits for the broker's confirm before answering 503.",
     )
 
+    worker_ops_host: str = Field(
+        "127.0.0.1",
+        description="Address a `chat worker` serves `/healthz`, `/readyz` and `/metrics` on.",
+        json_schema_extra=_example("0.0.0.0"),
+    )
+    worker_ops_port: int = Field(
+        9100,
+        ge=0,
+        le=65535,
+        description="Port of a `chat worker`'s operations endpoints (0: none).",
+    )
+
     # --- realtime -------------------------------------------------------------------
     socketio_manager: Literal["local", "redis"] = Field(
         "local", description="`redis` to share socket.io events between several nodes."
