@@ -807,6 +807,24 @@ async def test_hand_over_moves_ownership_only_from_the_owner_to_a_member(
         assert not await uow.rooms.hand_over(room.id, ann.id, cat.id)
 
 
+async def test_concurrent_hand_overs_make_one_owner(storage: UnitOfWorkFactory) -> None:
+    ann, ben, cat = await add_users(storage, "ann", "ben", "cat")
+    room = await add_room(storage, ann, ben, cat)
+
+    async def hand_to(heir: User) -> bool:
+        async with storage() as uow:
+            if not await uow.rooms.hand_over(room.id, ann.id, heir.id):
+                return False
+            await uow.commit()
+            return True
+
+    results = await asyncio.gather(hand_to(ben), hand_to(cat))
+    assert sorted(results) == [False, True]
+    members = await read(storage, lambda uow: uow.rooms.members(room.id))
+    owners = [m.membership.user_id for m in members if m.membership.role is Role.OWNER]
+    assert owners == [ben.id if results[0] else cat.id]
+
+
 async def test_blocks_one_way_listed_by_blocker_and_found_from_either_side(
     storage: UnitOfWorkFactory,
 ) -> None:
