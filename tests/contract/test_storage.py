@@ -36,7 +36,7 @@ from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.migrate import migrate
 from chat_adapters.sql.tables import metadata
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
-from chat_domain.entities import Membership, Message, Role, Room, RoomKind, User
+from chat_domain.entities import Block, Membership, Message, Role, Room, RoomKind, User
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import UnitOfWorkFactory
 from tests.support.services import POSTGRES, require
@@ -112,7 +112,9 @@ async def _sql_engine(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
         return engine
     engine = create_engine(request.getfixturevalue("postgres_url"))
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE messages, memberships, rooms, users"))
+        await conn.execute(
+            text("TRUNCATE user_blocks, room_removals, messages, memberships, rooms, users")
+        )
     return engine
 
 
@@ -770,6 +772,112 @@ async def test_contacts_are_everyone_sharing_a_room_once(storage: UnitOfWorkFact
         contacts = await uow.rooms.contact_ids(ann.id)
         assert sorted(contacts) == sorted([ben.id, cat.id, dot.id])  # cat shares two rooms: once
         assert sorted(await uow.rooms.contact_ids(eve.id)) == [ben.id]
+
+
+# --- consent: removals, hand-over, blocks --------------------------------------------------
+
+
+async def test_a_removal_is_remembered_per_room_until_forgotten(storage: UnitOfWorkFactory) -> None:
+    ann, ben = await add_users(storage, "ann", "ben")
+    room, other = await add_room(storage, ann, ben), await add_room(storage, ann, ben)
+    async with storage() as uow:
+        await uow.rooms.remove_member(room.id, ben.id)
+        await uow.rooms.record_removal(room.id, ben.id, T0)
+        await uow.rooms.record_removal(room.id, ben.id, T0 + timedelta(seconds=1))  # again: one
+        await uow.commit()
+    async with storage() as uow:
+        assert await uow.rooms.was_removed(room.id, ben.id)
+        assert not await uow.rooms.was_removed(other.id, ben.id)
+        assert not await uow.rooms.was_removed(room.id, ann.id)
+        await uow.rooms.forget_removal(room.id, ben.id)
+        await uow.rooms.forget_removal(other.id, ben.id)  # nothing to forget: no error
+        # Not committed: the removal is still on record.
+    assert await read(storage, lambda uow: uow.rooms.was_removed(room.id, ben.id))
+    async with storage() as uow:
+        await uow.rooms.forget_removal(room.id, ben.id)
+        await uow.commit()
+    assert not await read(storage, lambda uow: uow.rooms.was_removed(room.id, ben.id))
+    with pytest.raises(Conflict):  # an unknown room, as a foreign key says
+        async with storage() as uow:
+            await uow.rooms.record_removal(new_id(), ben.id, T0)
+
+
+async def test_hand_over_moves_ownership_only_from_the_owner_to_a_member(
+    storage: UnitOfWorkFactory,
+) -> None:
+    ann, ben, cat, dot = await add_users(storage, "ann", "ben", "cat", "dot")
+    room = await add_room(storage, ann, ben, cat)
+
+    async def roles() -> dict[str, Role]:
+        members = await read(storage, lambda uow: uow.rooms.members(room.id))
+        return {m.membership.user_id: m.membership.role for m in members}
+
+    for giver, heir in ((ben, cat), (ann, dot), (ann, ann)):  # not the owner; not a member
+        async with storage() as uow:
+            assert not await uow.rooms.hand_over(room.id, giver.id, heir.id)
+    assert await roles() == {ann.id: Role.OWNER, ben.id: Role.MEMBER, cat.id: Role.MEMBER}
+    async with storage() as uow:
+        assert await uow.rooms.hand_over(room.id, ann.id, ben.id)
+        await uow.commit()
+    assert await roles() == {ann.id: Role.MEMBER, ben.id: Role.OWNER, cat.id: Role.MEMBER}
+    async with storage() as uow:  # the former owner has nothing left to give
+        assert not await uow.rooms.hand_over(room.id, ann.id, cat.id)
+
+
+async def test_concurrent_hand_overs_make_one_owner(storage: UnitOfWorkFactory) -> None:
+    ann, ben, cat = await add_users(storage, "ann", "ben", "cat")
+    room = await add_room(storage, ann, ben, cat)
+
+    async def hand_to(heir: User) -> bool:
+        async with storage() as uow:
+            if not await uow.rooms.hand_over(room.id, ann.id, heir.id):
+                return False
+            await uow.commit()
+            return True
+
+    results = await asyncio.gather(hand_to(ben), hand_to(cat))
+    assert sorted(results) == [False, True]
+    members = await read(storage, lambda uow: uow.rooms.members(room.id))
+    owners = [m.membership.user_id for m in members if m.membership.role is Role.OWNER]
+    assert owners == [ben.id if results[0] else cat.id]
+
+
+async def test_blocks_one_way_listed_by_blocker_and_found_from_either_side(
+    storage: UnitOfWorkFactory,
+) -> None:
+    ann, ben, cat, dot = await add_users(storage, "ann", "ben", "cat", "dot")
+    later = T0 + timedelta(seconds=5)
+    async with storage() as uow:
+        await uow.blocks.add(Block(ann.id, cat.id, later))
+        await uow.blocks.add(Block(ann.id, ben.id, T0))
+        await uow.blocks.add(Block(dot.id, ann.id, T0))
+        await uow.commit()
+    with pytest.raises(Conflict):
+        async with storage() as uow:
+            await uow.blocks.add(Block(ann.id, ben.id, later))  # already blocked
+    with pytest.raises(Conflict):
+        async with storage() as uow:
+            await uow.blocks.add(Block(ann.id, new_id(), T0))  # no such user
+    async with storage() as uow:
+        assert await uow.blocks.get(ann.id, ben.id) == Block(ann.id, ben.id, T0)
+        assert await uow.blocks.get(ben.id, ann.id) is None  # one way
+        listed = await uow.blocks.blocked_by(ann.id)
+        assert [(b.block, b.username) for b in listed] == [
+            (Block(ann.id, ben.id, T0), "ben"),
+            (Block(ann.id, cat.id, later), "cat"),
+        ]
+        assert await uow.blocks.blocked_by(ben.id) == []
+        involving = await uow.blocks.involving(ann.id)
+        assert sorted((b.blocker_id, b.blocked_id) for b in involving) == sorted(
+            [(ann.id, ben.id), (ann.id, cat.id), (dot.id, ann.id)]
+        )
+        assert await uow.blocks.involving(ben.id) == [Block(ann.id, ben.id, T0)]
+        await uow.blocks.remove(ann.id, ben.id)
+        await uow.blocks.remove(ben.id, ann.id)  # none: no error
+        await uow.commit()
+    async with storage() as uow:
+        assert await uow.blocks.get(ann.id, ben.id) is None
+        assert await uow.blocks.involving(ben.id) == []
 
 
 # --- reading units ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,9 +93,17 @@ class World:
     people: People
     room_id: str = ""
     message_id: str = ""
+    caller: str = ""  # the identity making the call, for rows whose path names the caller
+
+    def caller_id(self) -> str:
+        """The user id of a user identity (the owner's for the bad tokens, which forge it)."""
+        people = self.people
+        ids = {"non_member": people.outsider.id, "member": people.member.id}
+        return ids.get(self.caller, people.owner.id)
 
 
 Request = Callable[[World], tuple[str, dict[str, Any]]]
+Prepare = Callable[[Api, World], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -114,6 +122,12 @@ class Row:
     room_scoped: bool = False
     needs_message: bool = False
     mutates: bool = False  # the member's and the owner's calls each get a fresh room
+    prepare: Prepare | None = None  # more state for the row, on each room it acts on
+    label: str = ""  # tells apart rows of one endpoint
+
+    @property
+    def name(self) -> str:
+        return f"{self.method} {self.rule}" + (f" ({self.label})" if self.label else "")
 
     def expected(self, identity: str) -> int:
         if self.public is not None:
@@ -131,6 +145,14 @@ def members_only(member: int, owner: int | None = None) -> dict[str, int]:
 
 def fresh_user_body(w: World) -> tuple[str, dict[str, Any]]:
     return "", {"json": {"username": f"n_{uuid.uuid4().hex[:12]}", "password": PASSWORD}}
+
+
+async def owner_removes_the_bystander(api: Api, w: World) -> None:
+    r = await api.http.delete(
+        f"/api/v1/rooms/{w.room_id}/members/{w.people.bystander.id}",
+        headers=w.people.owner.headers,
+    )
+    assert r.status_code == 204, r.text
 
 
 ROOM = "/api/v1/rooms/{room}"
@@ -178,6 +200,49 @@ REST_ROWS: list[Row] = [
         members_only(403, owner=204),  # only the owner removes another member
         room_scoped=True,
         mutates=True,
+    ),
+    Row(
+        "POST",
+        "/api/v1/rooms/<room_id>/members",
+        lambda w: (
+            f"/api/v1/rooms/{w.room_id}/members",
+            {"json": {"user_id": w.people.bystander.id}},
+        ),
+        members_only(403, owner=201),  # whom the owner removed, only the owner adds back
+        room_scoped=True,
+        mutates=True,
+        prepare=owner_removes_the_bystander,
+        label="removed by the owner",
+    ),
+    Row(
+        "DELETE",
+        "/api/v1/rooms/<room_id>/members/<user_id>",
+        lambda w: (f"/api/v1/rooms/{w.room_id}/members/{w.caller_id()}", {}),
+        members_only(204, owner=409),  # the owner hands the room over before leaving
+        room_scoped=True,
+        mutates=True,
+        label="leave",
+    ),
+    Row(
+        "POST",
+        "/api/v1/rooms/<room_id>/owner",
+        lambda w: (f"/api/v1/rooms/{w.room_id}/owner", {"json": {"user_id": w.people.member.id}}),
+        members_only(403, owner=200),  # only the owner hands the room over
+        room_scoped=True,
+        mutates=True,
+    ),
+    Row("GET", "/api/v1/users/me/blocks", lambda w: ("/api/v1/users/me/blocks", {}), everyone(200)),
+    Row(
+        "POST",
+        "/api/v1/users/<user_id>/block",
+        lambda w: (f"/api/v1/users/{w.people.newcomer.id}/block", {}),
+        everyone(201),  # anyone may block anyone (each identity blocks once here)
+    ),
+    Row(
+        "DELETE",
+        "/api/v1/users/<user_id>/block",
+        lambda w: (f"/api/v1/users/{w.people.newcomer.id}/block", {}),
+        everyone(204),  # blocked or not: nothing left to lift
     ),
     Row(
         "POST",
@@ -272,15 +337,25 @@ async def call_rest(api: Api, row: Row, world: World, token: str | None) -> http
     return await api.http.request(row.method, path, headers=headers, **kwargs)
 
 
-@pytest.mark.parametrize("row", REST_ROWS, ids=lambda r: f"{r.method} {r.rule}")
+async def world_for(api: Api, people: People, row: Row) -> World:
+    if not row.room_scoped:
+        return World(people)
+    world = await make_world(api, people, row.needs_message)
+    if row.prepare is not None:
+        await row.prepare(api, world)
+    return world
+
+
+@pytest.mark.parametrize("row", REST_ROWS, ids=lambda r: r.name)
 async def test_rest_row(api: Api, people: People, row: Row) -> None:
     """Every identity on one endpoint; all wrong cells are reported together."""
-    shared = await make_world(api, people, row.needs_message) if row.room_scoped else World(people)
+    shared = await world_for(api, people, row)
     wrong: list[str] = []
     for identity in IDENTITIES:
         world = shared
         if row.room_scoped and row.mutates and identity in ("member", "owner"):
-            world = await make_world(api, people, row.needs_message)  # untouched by others
+            world = await world_for(api, people, row)  # untouched by others
+        world.caller = identity
         token = token_of(identity, people)
         r = await call_rest(api, row, world, token)
         if r.status_code != row.expected(identity):
@@ -289,12 +364,14 @@ async def test_rest_row(api: Api, people: People, row: Row) -> None:
             )
             continue
         if r.status_code >= 400:
-            code = {401: "unauthorized", 403: "forbidden", 404: "not_found"}[r.status_code]
+            code = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict"}[
+                r.status_code
+            ]
             if set(r.json()) != {"error"} or r.json()["error"]["code"] != code:
                 wrong.append(f"{identity}: error shape {r.text}")
         if identity == "non_member" and row.room_scoped:
             # A stranger learns nothing: the answer is the one for a room that does not exist.
-            ghost = World(people, str(uuid.uuid4()), str(uuid.uuid4()))
+            ghost = World(people, str(uuid.uuid4()), str(uuid.uuid4()), caller=identity)
             r_ghost = await call_rest(api, row, ghost, token)
             if (r_ghost.status_code, r_ghost.json()) != (r.status_code, r.json()):
                 wrong.append(f"non_member: {r.text} differs from a missing room's {r_ghost.text}")
@@ -430,5 +507,5 @@ async def test_a_removed_member_loses_access_at_once(api: Api, people: People) -
 
 def test_matrix_size() -> None:
     """The size reported for the matrix: rows x identities."""
-    assert len(REST_ROWS) * len(IDENTITIES) == 22 * 9
+    assert len(REST_ROWS) * len(IDENTITIES) == 28 * 9
     assert len(SOCKET_ROWS) * len(IDENTITIES) == 6 * 9

@@ -84,7 +84,9 @@ async def test_who_can_be_in_a_direct_room(api: Api) -> None:
     assert other.status_code == 201 and other.json()["room"]["id"] != room_id
 
 
-async def test_leaving_then_reopening_restores_the_room(api: Api, open_socket: OpenSocket) -> None:
+async def test_a_room_the_other_left_is_not_reopened_over_them(
+    api: Api, open_socket: OpenSocket
+) -> None:
     alice, bob = await api.signup(), await api.signup()
     room_id = (await open_direct(api, alice, bob.id)).json()["room"]["id"]
     a = await open_socket(alice)
@@ -94,11 +96,22 @@ async def test_leaving_then_reopening_restores_the_room(api: Api, open_socket: O
     assert r.status_code == 204
     assert (await api.http.get(f"/api/v1/rooms/{room_id}", headers=bob.headers)).status_code == 404
 
-    # The pair keeps its one room: opening it again brings bob back, history included.
+    # Alice gets the pair's one room back, without bob: he left, nobody brings him back.
     b = await open_socket(bob)
     back = await open_direct(api, alice, bob.id)
     assert back.status_code == 200 and back.json()["room"]["id"] == room_id
-    assert set(members_of(back)) == {alice.id, bob.id}
+    assert set(members_of(back)) == {alice.id}
+    sent = await api.send(alice, room_id, "while bob is away")
+    await a.wait_for("message:new", lambda m: m["id"] == sent.json()["message"]["id"])
+    assert (await api.http.get("/api/v1/rooms", headers=bob.headers)).json()["rooms"] == []
+    assert (await api.http.get(f"/api/v1/rooms/{room_id}", headers=bob.headers)).status_code == 404
+    # A round trip on bob's socket: anything emitted to it before is in by now.
+    await b.call("sync", {"room_id": room_id, "after_seq": 0})
+    assert b.events["room:member_added"] == [] and b.events["message:new"] == []
+
+    # Bob comes back by opening it himself, history included.
+    again = await open_direct(api, bob, alice.id)
+    assert again.status_code == 200 and set(members_of(again)) == {alice.id, bob.id}
     await b.wait_for("room:member_added", lambda e: e == {"room_id": room_id, "user_id": bob.id})
     page = await api.history(bob, room_id)
-    assert [m["body"] for m in page["messages"]] == ["before"]
+    assert [m["body"] for m in page["messages"]] == ["before", "while bob is away"]

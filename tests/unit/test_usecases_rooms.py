@@ -272,7 +272,7 @@ async def test_remove_member(world: World) -> None:
         await world.user("carol"),
     )
     room = await world.room(alice, bob, carol)
-    remove = RemoveMember(world.storage, world.notifier)
+    remove = RemoveMember(world.storage, world.notifier, world.clock)
     with pytest.raises(Forbidden):
         await remove(bob.id, room.id, carol.id)  # only the owner removes others
     world.forget_events()
@@ -355,21 +355,43 @@ async def test_a_pair_racing_to_open_gets_the_one_room(
     assert len(await ListRooms(world.storage)(alice.id)) == 1
 
 
-async def test_leaving_a_direct_room_then_reopening_restores_it(world: World) -> None:
+async def test_reopening_a_direct_room_brings_back_only_the_caller(world: World) -> None:
     alice, bob = await world.user("alice"), await world.user("bob")
     open_direct = OpenDirectRoom(world.storage, world.notifier, world.clock, world.ids)
     details, _ = await open_direct(alice.id, [bob.id])
     room = details.room
     await world.message(alice, room, "before")
-    await RemoveMember(world.storage, world.notifier)(bob.id, room.id, bob.id)
+    await RemoveMember(world.storage, world.notifier, world.clock)(bob.id, room.id, bob.id)
     world.forget_events()
+
+    # Alice gets the pair's room back, without bob: he left, and nobody brings him back.
     again, created = await open_direct(alice.id, [bob.id])
     assert not created and again.room.id == room.id
-    assert {m.membership.user_id for m in again.members} == {alice.id, bob.id}
+    assert {m.membership.user_id for m in again.members} == {alice.id}
+    assert world.notifier.sent == []
+    with pytest.raises(NotFound):
+        await GetRoom(world.storage)(bob.id, room.id)
+    assert await ListRooms(world.storage)(bob.id) == []
+    await world.message(alice, room, "while bob is away")
+    assert world.notifier.events_for(bob.id, "message:new") == []
+
+    # Bob comes back by opening it himself, history included.
+    back, created = await open_direct(bob.id, [alice.id])
+    assert not created and back.room.id == room.id
+    assert {m.membership.user_id for m in back.members} == {alice.id, bob.id}
     assert world.notifier.events_for(bob.id, "room:member_added") == [
         {"room_id": room.id, "user_id": bob.id}
     ]
-    assert (await GetRoom(world.storage)(bob.id, room.id)).room.id == room.id
+
+
+async def test_the_caller_who_left_gets_the_direct_room_back_on_opening(world: World) -> None:
+    alice, bob = await world.user("alice"), await world.user("bob")
+    open_direct = OpenDirectRoom(world.storage, world.notifier, world.clock, world.ids)
+    room = (await open_direct(alice.id, [bob.id]))[0].room
+    await RemoveMember(world.storage, world.notifier, world.clock)(alice.id, room.id, alice.id)
+    again, _ = await open_direct(alice.id, [bob.id])
+    assert again.room.id == room.id
+    assert {m.membership.user_id for m in again.members} == {alice.id, bob.id}
 
 
 # --- typing -------------------------------------------------------------------------------

@@ -52,6 +52,24 @@ class UsersAnswer(BaseModel):
     users: list[UserOut]
 
 
+class BlockOut(BaseModel):
+    user_id: str
+    username: str
+    created_at: str
+
+
+class BlockAnswer(BaseModel):
+    """The block: the blocked user and since when."""
+
+    block: BlockOut
+
+
+class BlocksAnswer(BaseModel):
+    """The users the caller blocks, oldest block first."""
+
+    blocks: list[BlockOut]
+
+
 class MemberOut(BaseModel):
     user_id: str
     username: str

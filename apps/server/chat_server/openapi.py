@@ -42,7 +42,7 @@ TAG_OF_BLUEPRINT = {
 }
 TAGS: list[Tag | dict[Any, Any]] = [
     Tag(name="auth", description="Register and log in (the login answers the bearer token)"),
-    Tag(name="users", description="The caller and the user directory"),
+    Tag(name="users", description="The caller, the user directory, and the caller's blocks"),
     Tag(name="rooms", description="Rooms, members, read markers and receipts"),
     Tag(name="messages", description="Send (202: accepted by the broker), page, edit, delete"),
     Tag(name="operations", description="Liveness, readiness, metrics, this document"),
@@ -56,11 +56,15 @@ SUCCESS: dict[str, dict[int, Answer]] = {
     "api.auth.login": {200: answers.LoginAnswer},
     "api.users.me": {200: answers.UserAnswer},
     "api.users.search": {200: answers.UsersAnswer},
+    "api.users.blocks": {200: answers.BlocksAnswer},
+    "api.users.block": {201: answers.BlockAnswer, 200: answers.BlockAnswer},
+    "api.users.unblock": {204: None},
     "api.rooms.create_room": {201: answers.RoomAnswer, 200: answers.RoomAnswer},
     "api.rooms.list_rooms": {200: answers.RoomsAnswer},
     "api.rooms.get_room": {200: answers.RoomAnswer},
     "api.rooms.add_member": {201: answers.MemberAnswer, 200: answers.MemberAnswer},
     "api.rooms.remove_member": {204: None},
+    "api.rooms.transfer_ownership": {200: answers.RoomAnswer},
     "api.rooms.mark_read": {204: None},
     "api.rooms.receipts": {200: answers.ReceiptsAnswer},
     "api.messages.send": {202: answers.MessageAnswer},
@@ -78,6 +82,9 @@ SUCCESS_NOTES = {
     ("api.rooms.create_room", 200): "The existing direct room of the pair",
     ("api.rooms.add_member", 200): "Already a member",
     ("api.rooms.remove_member", 204): "Left the room, or removed the member (owner only)",
+    ("api.rooms.transfer_ownership", 200): "The room, the named member now its owner",
+    ("api.users.block", 200): "Already blocked: the first block stays",
+    ("api.users.unblock", 204): "Not blocked (any more)",
     ("api.rooms.mark_read", 204): "The read marker moved (never backwards)",
     ("api.messages.delete", 204): "The message is now a tombstone",
 }
@@ -85,8 +92,20 @@ SUCCESS_NOTES = {
 EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
     "api.auth.register": {409: "The username is taken (case-insensitive)"},
     "api.auth.login": {401: "Bad credentials"},
-    "api.rooms.remove_member": {403: "Only the owner removes others"},
-    "api.rooms.add_member": {403: "Not allowed"},
+    "api.rooms.remove_member": {
+        403: "Only the owner removes others",
+        409: "The owner leaves only as the last member, or after handing the room over",
+    },
+    "api.rooms.add_member": {
+        403: "Not allowed: a direct room, a user who blocks the caller, or one the owner "
+        "removed (only the owner adds them back)"
+    },
+    "api.rooms.create_room": {403: "A named user blocks the caller"},
+    "api.rooms.transfer_ownership": {
+        403: "Only the owner hands a room over (a direct room has none)",
+        409: "The room changed hands meanwhile",
+    },
+    "api.users.block": {422: "The caller cannot block themselves"},
     "api.messages.edit": {403: "Only the sender edits"},
     "api.messages.delete": {403: "Only the sender or the room owner deletes"},
     "api.messages.send": {503: "The broker did not confirm: nothing was accepted"},

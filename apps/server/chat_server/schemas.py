@@ -43,6 +43,10 @@ class AddMemberBody(Body):
     user_id: str = Field(min_length=1, max_length=64)
 
 
+class TransferOwnershipBody(Body):
+    user_id: str = Field(min_length=1, max_length=64)
+
+
 class SendMessageBody(Body):
     body: str = Field(max_length=MESSAGE_BODY_MAX * 2)
     client_msg_id: str | None = Field(default=None, min_length=1, max_length=CLIENT_MSG_ID_MAX)

@@ -32,6 +32,7 @@ from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.administration import ListAllRooms
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
+from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.messages import (
     DeleteMessage,
     EditMessage,
@@ -49,6 +50,7 @@ from chat_domain.usecases.rooms import (
     OpenDirectRoom,
     RelayTyping,
     RemoveMember,
+    TransferOwnership,
 )
 
 socketio_logger = logging.getLogger("chat.socketio")
@@ -223,7 +225,11 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         max_members=settings.provided.max_members_per_room,
     )
-    remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier)
+    remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier, clock=clock)
+    transfer_ownership = providers.Factory(TransferOwnership, uow=uow, notifier=notifier)
+    block_user = providers.Factory(BlockUser, uow=uow, notifier=notifier, clock=clock)
+    unblock_user = providers.Factory(UnblockUser, uow=uow, presence=presence, notifier=notifier)
+    list_blocks = providers.Factory(ListBlocks, uow=uow)
     send_message = providers.Factory(
         SendMessage,
         uow=uow,

@@ -128,6 +128,24 @@ class Member:
 
 
 @dataclass(frozen=True, slots=True)
+class Block:
+    """``blocker_id`` refuses ``blocked_id``: no direct room opened by them, no being added
+    to a room by them, and none of the blocker's presence shown to them."""
+
+    blocker_id: str
+    blocked_id: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BlockedUser:
+    """A block with the blocked user's username: what the blocker's list shows."""
+
+    block: Block
+    username: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     room_id: str

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from chat_domain.entities import Member, Message, MessageStatus, Room, RoomSummary, User
+from chat_domain.entities import (
+    BlockedUser,
+    Member,
+    Message,
+    MessageStatus,
+    Room,
+    RoomSummary,
+    User,
+)
 
 View = dict[str, Any]
 
@@ -21,6 +29,14 @@ def user_view(user: User) -> View:
         "username": user.username,
         "display_name": user.display_name,
         "created_at": timestamp(user.created_at),
+    }
+
+
+def block_view(blocked: BlockedUser) -> View:
+    return {
+        "user_id": blocked.block.blocked_id,
+        "username": blocked.username,
+        "created_at": timestamp(blocked.block.created_at),
     }
 
 

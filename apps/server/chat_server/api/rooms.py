@@ -11,7 +11,7 @@ from chat_domain.entities import MarkerKind, User
 from chat_domain.errors import InvalidInput
 from chat_domain.views import member_view, room_summary_view, room_view
 from chat_server.http import authenticated, services
-from chat_server.schemas import AddMemberBody, CreateRoomBody, ReadBody
+from chat_server.schemas import AddMemberBody, CreateRoomBody, ReadBody, TransferOwnershipBody
 
 blueprint = Blueprint("rooms", __name__, url_prefix="/rooms")
 
@@ -56,6 +56,16 @@ async def add_member(user: User, room_id: str, data: AddMemberBody) -> tuple[dic
 async def remove_member(user: User, room_id: str, user_id: str) -> tuple[str, int]:
     await services().remove_member()(user.id, room_id, user_id)
     return "", 204
+
+
+@blueprint.post("/<room_id>/owner")
+@authenticated
+@validate_request(TransferOwnershipBody)
+async def transfer_ownership(
+    user: User, room_id: str, data: TransferOwnershipBody
+) -> dict[str, Any]:
+    details = await services().transfer_ownership()(user.id, room_id, data.user_id)
+    return {"room": room_view(details.room, details.members)}
 
 
 @blueprint.post("/<room_id>/read")

@@ -12,9 +12,20 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from chat_domain.entities import Member, Membership, Message, Role, Room, RoomSummary, User
+from chat_domain.entities import (
+    Block,
+    BlockedUser,
+    Member,
+    Membership,
+    Message,
+    Role,
+    Room,
+    RoomSummary,
+    User,
+)
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import (
+    BlockRepository,
     MessageRepository,
     RoomListing,
     RoomRepository,
@@ -48,6 +59,10 @@ class _State:
     memberships: dict[tuple[str, str], Membership] = field(default_factory=dict)
     messages: dict[str, Message] = field(default_factory=dict)
     message_ids_by_seq: dict[tuple[str, int], str] = field(default_factory=dict)
+    # (room_id, user_id) -> when the owner removed them.
+    removals: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    # (blocker_id, blocked_id) -> the block, in the order made.
+    blocks: dict[tuple[str, str], Block] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -59,6 +74,8 @@ class _State:
             dict(self.memberships),
             dict(self.messages),
             dict(self.message_ids_by_seq),
+            dict(self.removals),
+            dict(self.blocks),
         )
 
 
@@ -73,6 +90,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.users = InMemoryUserRepository(self)
         self.rooms = InMemoryRoomRepository(self)
         self.messages = InMemoryMessageRepository(self)
+        self.blocks = InMemoryBlockRepository(self)
 
     def read_state(self) -> _State:
         return self._work if self._work is not None else self._factory.state
@@ -192,6 +210,35 @@ class InMemoryRoomRepository(RoomRepository):
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None:
         return self._uow.read_state().memberships.get((room_id, user_id))
 
+    async def record_removal(self, room_id: str, user_id: str, at: datetime) -> None:
+        state = await self._uow.write_state()
+        # The SQL adapter's foreign keys say the same.
+        if room_id not in state.rooms or user_id not in state.users:
+            raise Conflict("removal: unknown room or user")
+        state.removals[(room_id, user_id)] = _utc(at)
+
+    async def forget_removal(self, room_id: str, user_id: str) -> None:
+        state = await self._uow.write_state()
+        state.removals.pop((room_id, user_id), None)
+
+    async def was_removed(self, room_id: str, user_id: str) -> bool:
+        return (room_id, user_id) in self._uow.read_state().removals
+
+    async def hand_over(self, room_id: str, from_user_id: str, to_user_id: str) -> bool:
+        state = await self._uow.write_state()
+        owner = state.memberships.get((room_id, from_user_id))
+        heir = state.memberships.get((room_id, to_user_id))
+        if (
+            owner is None
+            or heir is None
+            or owner.role is not Role.OWNER
+            or from_user_id == to_user_id
+        ):
+            return False
+        state.memberships[(room_id, from_user_id)] = replace(owner, role=Role.MEMBER)
+        state.memberships[(room_id, to_user_id)] = replace(heir, role=Role.OWNER)
+        return True
+
     async def get_with_membership(
         self, room_id: str, user_id: str
     ) -> tuple[Room, Membership] | None:
@@ -308,6 +355,44 @@ class InMemoryRoomRepository(RoomRepository):
             membership = replace(membership, read_seq=max(membership.read_seq, read_seq))
         state.memberships[(room_id, user_id)] = membership
         return membership
+
+
+class InMemoryBlockRepository(BlockRepository):
+    """Blocks by (blocker, blocked)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, block: Block) -> None:
+        state = await self._uow.write_state()
+        key = (block.blocker_id, block.blocked_id)
+        # The SQL adapter's primary and foreign keys say the same.
+        if key in state.blocks:
+            raise Conflict("block: already blocked")
+        if block.blocker_id not in state.users or block.blocked_id not in state.users:
+            raise Conflict("block: unknown user")
+        state.blocks[key] = replace(block, created_at=_utc(block.created_at))
+
+    async def get(self, blocker_id: str, blocked_id: str) -> Block | None:
+        return self._uow.read_state().blocks.get((blocker_id, blocked_id))
+
+    async def remove(self, blocker_id: str, blocked_id: str) -> None:
+        state = await self._uow.write_state()
+        state.blocks.pop((blocker_id, blocked_id), None)
+
+    async def blocked_by(self, blocker_id: str) -> list[BlockedUser]:
+        state = self._uow.read_state()
+        found = [
+            BlockedUser(block, state.users[block.blocked_id].username)
+            for (blocker, _), block in state.blocks.items()
+            if blocker == blocker_id
+        ]
+        # Same order as SQL: oldest first, then by username.
+        found.sort(key=lambda b: (b.block.created_at, b.username))
+        return found
+
+    async def involving(self, user_id: str) -> list[Block]:
+        return [b for key, b in self._uow.read_state().blocks.items() if user_id in key]
 
 
 class InMemoryMessageRepository(MessageRepository):

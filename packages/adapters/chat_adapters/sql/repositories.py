@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from sqlalchemy import Integer, Row, and_, bindparam, case, func, insert, select, update
+from sqlalchemy import Integer, Row, and_, bindparam, case, func, insert, or_, select, update
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -16,10 +16,14 @@ from chat_adapters.sql.tables import (
     UTCDateTime,
     memberships,
     messages,
+    room_removals,
     rooms,
+    user_blocks,
     users,
 )
 from chat_domain.entities import (
+    Block,
+    BlockedUser,
     Member,
     Membership,
     Message,
@@ -31,6 +35,7 @@ from chat_domain.entities import (
 )
 from chat_domain.errors import NotFound
 from chat_domain.ports.storage import (
+    BlockRepository,
     MessageRepository,
     RoomListing,
     RoomRepository,
@@ -170,6 +175,10 @@ def _membership(row: Row[Any]) -> Membership:
     )
 
 
+def _block(row: Row[Any]) -> Block:
+    return Block(row.blocker_id, row.blocked_id, row.created_at)
+
+
 def _message(row: Row[Any]) -> Message:
     return Message(
         row.id,
@@ -276,6 +285,50 @@ class SqlAlchemyRoomRepository(RoomRepository):
         )
         row = (await self._db.execute(statement)).first()
         return _membership(row) if row else None
+
+    async def record_removal(self, room_id: str, user_id: str, at: datetime) -> None:
+        # Removals are rare: a delete and an insert is simpler than each dialect's upsert.
+        await self.forget_removal(room_id, user_id)
+        await self._db.execute(
+            insert(room_removals).values(room_id=room_id, user_id=user_id, removed_at=at)
+        )
+
+    async def forget_removal(self, room_id: str, user_id: str) -> None:
+        await self._db.execute(
+            room_removals.delete().where(
+                room_removals.c.room_id == room_id, room_removals.c.user_id == user_id
+            )
+        )
+
+    async def was_removed(self, room_id: str, user_id: str) -> bool:
+        statement = select(room_removals.c.user_id).where(
+            room_removals.c.room_id == room_id, room_removals.c.user_id == user_id
+        )
+        return (await self._db.execute(statement)).first() is not None
+
+    async def hand_over(self, room_id: str, from_user_id: str, to_user_id: str) -> bool:
+        if from_user_id == to_user_id:
+            return False
+        # Each UPDATE says what it expects: a concurrent hand-over of the same room waits
+        # on the owner's row lock, then finds no owner to demote (PostgreSQL re-reads the
+        # row under READ COMMITTED; SQLite's BEGIN IMMEDIATE already serialises writers).
+        demoted = await self._db.execute(
+            update(memberships)
+            .where(
+                memberships.c.room_id == room_id,
+                memberships.c.user_id == from_user_id,
+                memberships.c.role == Role.OWNER.value,
+            )
+            .values(role=Role.MEMBER.value)
+        )
+        if demoted.rowcount != 1:
+            return False
+        promoted = await self._db.execute(
+            update(memberships)
+            .where(memberships.c.room_id == room_id, memberships.c.user_id == to_user_id)
+            .values(role=Role.OWNER.value)
+        )
+        return promoted.rowcount == 1
 
     async def get_with_membership(
         self, room_id: str, user_id: str
@@ -447,6 +500,51 @@ class SqlAlchemyRoomRepository(RoomRepository):
         )
         row = (await self._db.execute(statement)).first()
         return _membership(row) if row else None
+
+
+class SqlAlchemyBlockRepository(BlockRepository):
+    """Blocks by (blocker, blocked)."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, block: Block) -> None:
+        statement = insert(user_blocks).values(
+            blocker_id=block.blocker_id,
+            blocked_id=block.blocked_id,
+            created_at=block.created_at,
+        )
+        await self._db.insert_or_conflict(statement, "block: already blocked")
+
+    async def get(self, blocker_id: str, blocked_id: str) -> Block | None:
+        statement = select(user_blocks).where(
+            user_blocks.c.blocker_id == blocker_id, user_blocks.c.blocked_id == blocked_id
+        )
+        row = (await self._db.execute(statement)).first()
+        return _block(row) if row else None
+
+    async def remove(self, blocker_id: str, blocked_id: str) -> None:
+        await self._db.execute(
+            user_blocks.delete().where(
+                user_blocks.c.blocker_id == blocker_id, user_blocks.c.blocked_id == blocked_id
+            )
+        )
+
+    async def blocked_by(self, blocker_id: str) -> list[BlockedUser]:
+        statement = (
+            select(user_blocks, users.c.username)
+            .join(users, users.c.id == user_blocks.c.blocked_id)
+            .where(user_blocks.c.blocker_id == blocker_id)
+            .order_by(user_blocks.c.created_at, users.c.username)
+        )
+        return [BlockedUser(_block(row), row.username) for row in await self._db.execute(statement)]
+
+    async def involving(self, user_id: str) -> list[Block]:
+        # The primary key serves the blocker side, ix_user_blocks_blocked_id the other.
+        statement = select(user_blocks).where(
+            or_(user_blocks.c.blocker_id == user_id, user_blocks.c.blocked_id == user_id)
+        )
+        return [_block(row) for row in await self._db.execute(statement)]
 
 
 class SqlAlchemyMessageRepository(MessageRepository):

@@ -132,3 +132,45 @@ messages = Table(
     # The last line of defence of "no duplicate seq"; also the index of every page query.
     UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
 )
+
+# Whom the owner removed from a room: only the owner may add them back. A user who left
+# by themselves has no row here. Dropped when the owner adds the user back.
+room_removals = Table(
+    "room_removals",
+    metadata,
+    Column(
+        "room_id",
+        String(ID_LENGTH),
+        ForeignKey("rooms.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "user_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("removed_at", UTCDateTime(), nullable=False),
+)
+
+# Who refuses whom (one way): see chat_domain.usecases.blocks.
+user_blocks = Table(
+    "user_blocks",
+    metadata,
+    Column(
+        "blocker_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "blocked_id",
+        String(ID_LENGTH),
+        ForeignKey("users.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # "Who blocks this user" (socket connect, adding a user): the primary key serves the
+    # other direction.
+    Index("ix_user_blocks_blocked_id", "blocked_id"),
+)

@@ -1,4 +1,4 @@
-"""The unit of work: one connection, one transaction, three repositories sharing them."""
+"""The unit of work: one connection, one transaction, the repositories sharing them."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from chat_adapters.sql import engine as engines
 from chat_adapters.sql import message_batches, send_checks
 from chat_adapters.sql.errors import connecting, translate_errors
 from chat_adapters.sql.repositories import (
+    SqlAlchemyBlockRepository,
     SqlAlchemyMessageRepository,
     SqlAlchemyRoomRepository,
     SqlAlchemyUserRepository,
@@ -44,6 +45,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.users = SqlAlchemyUserRepository(self)
         self.rooms = SqlAlchemyRoomRepository(self)
         self.messages = SqlAlchemyMessageRepository(self)
+        self.blocks = SqlAlchemyBlockRepository(self)
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:

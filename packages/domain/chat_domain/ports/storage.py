@@ -5,9 +5,19 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 
-from chat_domain.entities import Member, Membership, Message, Room, RoomSummary, User
+from chat_domain.entities import (
+    Block,
+    BlockedUser,
+    Member,
+    Membership,
+    Message,
+    Room,
+    RoomSummary,
+    User,
+)
 
 
 class UserRepository(ABC):
@@ -61,6 +71,25 @@ class RoomRepository(ABC):
 
     @abstractmethod
     async def get_membership(self, room_id: str, user_id: str) -> Membership | None: ...
+
+    @abstractmethod
+    async def record_removal(self, room_id: str, user_id: str, at: datetime) -> None:
+        """Remember that the owner removed ``user_id`` from the room (recording it again
+        keeps one record, with the later time)."""
+
+    @abstractmethod
+    async def forget_removal(self, room_id: str, user_id: str) -> None:
+        """Drop the record of a removal, if any: the owner took the user back."""
+
+    @abstractmethod
+    async def was_removed(self, room_id: str, user_id: str) -> bool:
+        """Whether the owner removed ``user_id`` and nobody has taken them back since."""
+
+    @abstractmethod
+    async def hand_over(self, room_id: str, from_user_id: str, to_user_id: str) -> bool:
+        """Make ``to_user_id`` the owner and ``from_user_id`` a member, if ``from_user_id``
+        is the owner and ``to_user_id`` a member now; False otherwise, and then the caller
+        must not commit (part of the change may have been written)."""
 
     @abstractmethod
     async def get_with_membership(
@@ -117,6 +146,29 @@ class RoomRepository(ABC):
         """Move markers forward only (never back); return the membership after the change."""
 
 
+class BlockRepository(ABC):
+    """Who refuses whom: a block is one-way, from the blocker to the blocked user."""
+
+    @abstractmethod
+    async def add(self, block: Block) -> None:
+        """Store a new block; raise ``Conflict`` if that user already blocks that one."""
+
+    @abstractmethod
+    async def get(self, blocker_id: str, blocked_id: str) -> Block | None: ...
+
+    @abstractmethod
+    async def remove(self, blocker_id: str, blocked_id: str) -> None:
+        """Drop the block, if any."""
+
+    @abstractmethod
+    async def blocked_by(self, blocker_id: str) -> list[BlockedUser]:
+        """The users ``blocker_id`` blocks, with their usernames, oldest block first."""
+
+    @abstractmethod
+    async def involving(self, user_id: str) -> list[Block]:
+        """Every block of which ``user_id`` is the blocker or the blocked user (one read)."""
+
+
 class MessageRepository(ABC):
     @abstractmethod
     async def add(self, message: Message) -> None:
@@ -161,6 +213,7 @@ class UnitOfWork(ABC):
     users: UserRepository
     rooms: RoomRepository
     messages: MessageRepository
+    blocks: BlockRepository
 
     async def __aenter__(self) -> UnitOfWork:
         return self

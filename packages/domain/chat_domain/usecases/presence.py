@@ -2,22 +2,29 @@
 
 ``presence`` events go to the users who share a room with the user, on the edges only:
 the first socket connecting, the last one disconnecting (the tracker says which call
-crossed the edge, atomically, so each change is announced once across nodes).
+crossed the edge, atomically, so each change is announced once across nodes). A user
+the user blocks is not told, and is left out of the user's online snapshot of them.
 """
 
 from __future__ import annotations
 
+from chat_domain.entities import Block
 from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.presence import PresenceTracker
 from chat_domain.ports.storage import UnitOfWorkFactory
+from chat_domain.usecases.consent import presence_audience, visible_contacts
 
 PRESENCE = "presence"
 
 
-async def contacts_of(uow_factory: UnitOfWorkFactory, user_id: str) -> list[str]:
-    """Every user who shares at least one room with ``user_id``, not the user."""
+async def contacts_of(
+    uow_factory: UnitOfWorkFactory, user_id: str
+) -> tuple[list[str], list[Block]]:
+    """Every user who shares at least one room with ``user_id``, not the user; and the
+    blocks either way between ``user_id`` and anyone (read only if there are contacts)."""
     async with uow_factory.reading() as uow:
-        return await uow.rooms.contact_ids(user_id)
+        contacts = await uow.rooms.contact_ids(user_id)
+        return contacts, await uow.blocks.involving(user_id) if contacts else []
 
 
 class ConnectSocket:
@@ -31,13 +38,15 @@ class ConnectSocket:
 
     async def __call__(self, user_id: str, socket_id: str) -> list[str]:
         became_online = await self._presence.socket_connected(user_id, socket_id)
-        contacts = await contacts_of(self._uow, user_id)
-        if became_online and contacts:
+        contacts, blocks = await contacts_of(self._uow, user_id)
+        audience = presence_audience(user_id, contacts, blocks)
+        if became_online and audience:
             await self._notifier.emit_to_users(
-                contacts, PRESENCE, {"user_id": user_id, "online": True}
+                audience, PRESENCE, {"user_id": user_id, "online": True}
             )
-        online = await self._presence.online(contacts)
-        return [uid for uid in contacts if uid in online]
+        visible = visible_contacts(user_id, contacts, blocks)
+        online = await self._presence.online(visible)
+        return [uid for uid in visible if uid in online]
 
 
 class DisconnectSocket:
@@ -52,9 +61,10 @@ class DisconnectSocket:
         """Whether the user went offline."""
         if not await self._presence.socket_disconnected(user_id, socket_id):
             return False
-        contacts = await contacts_of(self._uow, user_id)
-        if contacts:
+        contacts, blocks = await contacts_of(self._uow, user_id)
+        audience = presence_audience(user_id, contacts, blocks)
+        if audience:
             await self._notifier.emit_to_users(
-                contacts, PRESENCE, {"user_id": user_id, "online": False}
+                audience, PRESENCE, {"user_id": user_id, "online": False}
             )
         return True

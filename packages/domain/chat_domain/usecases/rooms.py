@@ -19,9 +19,11 @@ from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.usecases.access import require_member
+from chat_domain.usecases.consent import require_may_add_back, require_not_blocked
 
 MEMBER_ADDED = "room:member_added"
 MEMBER_REMOVED = "room:member_removed"
+OWNER_CHANGED = "room:owner_changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,7 @@ class CreateGroupRoom:
         async with self._uow() as uow:
             await _require_room_budget(uow, creator_id, self._max_rooms)
             await _require_users(uow, others)
+            await require_not_blocked(uow, creator_id, others)
             await uow.rooms.add(room)
             await uow.rooms.add_member(Membership(room.id, creator_id, Role.OWNER, now))
             for uid in others:
@@ -82,7 +85,13 @@ class CreateGroupRoom:
 
 
 class OpenDirectRoom:
-    """The one direct room of a pair of users, created on first use."""
+    """The one direct room of a pair of users, created on first use with both in it.
+
+    Opening it again brings back the caller if they had left, never the other user: one
+    who left comes back only by opening it themselves. Until then the caller has the room
+    without them, and what the caller sends there reaches only the caller. A user who
+    blocks the caller cannot be reached this way at all (``Forbidden``).
+    """
 
     def __init__(
         self,
@@ -104,9 +113,9 @@ class OpenDirectRoom:
             raise InvalidInput("member_ids: a direct room needs exactly one other user")
         (other_id,) = others
         key = Room.direct_key_for(creator_id, other_id)
-        pair = (creator_id, other_id)
         try:
             async with self._uow() as uow:
+                await require_not_blocked(uow, creator_id, [other_id])
                 room = await uow.rooms.get_direct(key)
                 created = room is None
                 if room is None:
@@ -116,7 +125,9 @@ class OpenDirectRoom:
                         self._ids.new_id(), "", RoomKind.DIRECT, self._clock.now(), direct_key=key
                     )
                     await uow.rooms.add(room)  # Conflict if the pair raced us: see below
-                joined = await self._rejoin(uow, room, pair)
+                joined = await self._rejoin(
+                    uow, room, (creator_id, other_id) if created else (creator_id,)
+                )
                 members = await uow.rooms.members(room.id)
                 await uow.commit()
         except Conflict:
@@ -125,7 +136,7 @@ class OpenDirectRoom:
                 room = await uow.rooms.get_direct(key)
                 if room is None:
                     raise
-                joined = await self._rejoin(uow, room, pair)
+                joined = await self._rejoin(uow, room, (creator_id,))
                 members = await uow.rooms.members(room.id)
                 await uow.commit()
             created = False
@@ -135,11 +146,11 @@ class OpenDirectRoom:
             )
         return RoomDetails(room, members), created
 
-    async def _rejoin(self, uow: UnitOfWork, room: Room, pair: tuple[str, str]) -> list[str]:
-        """Make both users members again: one who left the pair's room gets it back (with its
-        history) on the next open, instead of a room id they may not read. Who was added."""
+    async def _rejoin(self, uow: UnitOfWork, room: Room, user_ids: tuple[str, ...]) -> list[str]:
+        """Make these users members (again): the caller who left the pair's room gets it back,
+        with its history, on the next open. Who was added."""
         joined = []
-        for uid in pair:
+        for uid in user_ids:
             if await uow.rooms.get_membership(room.id, uid) is None:
                 await uow.rooms.add_member(
                     Membership.newcomer(room, uid, Role.MEMBER, self._clock.now())
@@ -172,7 +183,11 @@ class ListRooms:
 
 
 class AddMember:
-    """Any member of a group room may add a user; adding a member again changes nothing."""
+    """Any member of a group room may add a user; adding a member again changes nothing.
+
+    Not a user who blocks the actor, and not one the owner removed unless the owner
+    adds them back (``Forbidden``).
+    """
 
     def __init__(
         self,
@@ -187,7 +202,7 @@ class AddMember:
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> tuple[Member, bool]:
         """The member and whether they were added now."""
         async with self._uow() as uow:
-            room, _ = await require_member(uow, room_id, actor_id)
+            room, actor = await require_member(uow, room_id, actor_id)
             if room.kind is RoomKind.DIRECT:
                 raise Forbidden("a direct room has exactly its two users")
             user = await uow.users.get(user_id)
@@ -196,11 +211,15 @@ class AddMember:
             existing = await uow.rooms.get_membership(room_id, user_id)
             if existing:
                 return Member(existing, user.username), False
+            await require_not_blocked(uow, actor_id, [user_id])
+            removed = await require_may_add_back(uow, room_id, actor, user_id)
             member_ids = await uow.rooms.member_ids(room_id)
             if len(member_ids) >= self._max_members:
                 raise LimitExceeded(f"a room has at most {self._max_members} members")
             membership = Membership.newcomer(room, user_id, Role.MEMBER, self._clock.now())
             await uow.rooms.add_member(membership)
+            if removed:
+                await uow.rooms.forget_removal(room_id, user_id)
             await uow.commit()
         await self._notifier.emit_to_users(
             [*member_ids, user_id], MEMBER_ADDED, {"room_id": room_id, "user_id": user_id}
@@ -209,10 +228,15 @@ class AddMember:
 
 
 class RemoveMember:
-    """A member may leave; only the owner may remove someone else. Takes effect at once."""
+    """A member may leave; only the owner may remove someone else. Takes effect at once.
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
-        self._uow, self._notifier = uow, notifier
+    The room remembers whom the owner removed: only the owner adds them back. The owner
+    leaves only as the last member, or after handing the room over (``Conflict``), so a
+    room with members always has someone to administer it.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock) -> None:
+        self._uow, self._notifier, self._clock = uow, notifier, clock
 
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> None:
         async with self._uow() as uow:
@@ -222,12 +246,46 @@ class RemoveMember:
             if await uow.rooms.get_membership(room_id, user_id) is None:
                 raise NotFound("member not found")
             member_ids = await uow.rooms.member_ids(room_id)
+            if user_id == actor_id and actor.is_owner and len(member_ids) > 1:
+                raise Conflict("the owner hands the room to another member before leaving")
             await uow.rooms.remove_member(room_id, user_id)
+            if user_id != actor_id:
+                await uow.rooms.record_removal(room_id, user_id, self._clock.now())
             await uow.commit()
         # The removed user hears it too, then nothing more of the room.
         await self._notifier.emit_to_users(
             member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
         )
+
+
+class TransferOwnership:
+    """The owner of a group room makes another member the owner and becomes a member.
+
+    Handing it to yourself changes nothing. Every member hears ``room:owner_changed``.
+    """
+
+    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+        self._uow, self._notifier = uow, notifier
+
+    async def __call__(self, actor_id: str, room_id: str, user_id: str) -> RoomDetails:
+        async with self._uow() as uow:
+            room, actor = await require_member(uow, room_id, actor_id)
+            if not actor.is_owner:
+                raise Forbidden("only the room's owner may hand it over")
+            if user_id == actor_id:
+                return RoomDetails(room, await uow.rooms.members(room_id))
+            if await uow.rooms.get_membership(room_id, user_id) is None:
+                raise NotFound("member not found")
+            if not await uow.rooms.hand_over(room_id, actor_id, user_id):
+                raise Conflict("the room changed hands meanwhile")  # raced: nothing committed
+            members = await uow.rooms.members(room_id)
+            await uow.commit()
+        await self._notifier.emit_to_users(
+            [m.membership.user_id for m in members],
+            OWNER_CHANGED,
+            {"room_id": room_id, "user_id": user_id, "previous_owner_id": actor_id},
+        )
+        return RoomDetails(room, members)
 
 
 TYPING = "typing"
