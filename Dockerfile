@@ -1,5 +1,5 @@
 # The chat backend image: one image, three commands (chat serve | worker | migrate).
-FROM python:3.13-slim
+FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app

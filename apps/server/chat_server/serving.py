@@ -26,6 +26,9 @@ log = logging.getLogger("chat.server")
 DISCONNECT_TIMEOUT_S = 4.0
 CLIENT_CLOSE_GRACE_S = 2.0
 ABORT_GRACE_S = 2.0
+REQUEST_GRACE_S = 5  # hypercorn's graceful_timeout, for requests in flight
+# The longest a stop can take: what an orchestrator's grace period must exceed.
+DRAIN_BUDGET_S = DISCONNECT_TIMEOUT_S + CLIENT_CLOSE_GRACE_S + ABORT_GRACE_S + REQUEST_GRACE_S
 
 
 class OpenWebsockets:
@@ -147,7 +150,7 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         config.accesslog = None
         # Through our handler (text or JSON, with request ids), not hypercorn's own.
         config.errorlog = logging.getLogger("hypercorn.error")
-        config.graceful_timeout = 5
+        config.graceful_timeout = REQUEST_GRACE_S
         config.websocket_ping_interval = None
         log.info("serving on http://%s:%d", host, port)
         freeze_startup_heap()
