@@ -300,6 +300,42 @@ async def test_rooms_listed_newest_first_with_member_counts(storage: UnitOfWorkF
     assert len(await read(storage, lambda uow: uow.rooms.list_recent(2))) == 2
 
 
+async def test_erase_before_tombstones_the_oldest_in_batches(storage: UnitOfWorkFactory) -> None:
+    alice, *_ = await add_users(storage, f"pruner{new_id()[:8]}")
+    room = await add_room(storage, alice)
+    # Older than any other test's messages (the PostgreSQL database is shared by the session).
+    ancient = datetime(1971, 1, 1, tzinfo=UTC)
+    kept = Message(new_id(), room.id, alice.id, "kept", T0 + timedelta(days=1), None, seq=4)
+    old = [
+        Message(
+            new_id(), room.id, alice.id, f"old {i}", ancient + timedelta(minutes=i), None, seq=i + 1
+        )
+        for i in range(3)
+    ]
+    async with storage() as uow:
+        await uow.messages.add_many([*old, kept])
+        await uow.commit()
+    cutoff = ancient + timedelta(days=1)
+    async with storage() as uow:
+        assert await uow.messages.erase_before(cutoff, 2) == 2
+        await uow.commit()
+    async with storage() as uow:
+        got = await uow.messages.get_many([m.id for m in [*old, kept]])
+    assert [(got[m.id].body, got[m.id].deleted) for m in old] == [
+        ("", True),
+        ("", True),
+        ("old 2", False),
+    ]
+    async with storage() as uow:
+        assert await uow.messages.erase_before(cutoff, 2) == 1
+        assert await uow.messages.erase_before(cutoff, 2) == 0  # tombstones are not counted
+        await uow.commit()
+    async with storage() as uow:
+        got = await uow.messages.get_many([m.id for m in [*old, kept]])
+    assert [got[m.id].seq for m in old] == [1, 2, 3]  # the seqs stay: no gap
+    assert got[kept.id].body == "kept" and not got[kept.id].deleted
+
+
 async def test_members_with_usernames_by_join_time(storage: UnitOfWorkFactory) -> None:
     zed, carol, bob, dan = await add_users(storage, "zed", "carol", "bob", "dan")
     room = make_room()

@@ -5,6 +5,7 @@ commands against a running embedded service and against PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import subprocess
 import uuid
 from pathlib import Path
@@ -13,6 +14,7 @@ import asyncpg
 import httpx
 import pytest
 
+from tests.support.clients import Socket
 from tests.support.processes import CHAT, ChatProcess, chat_serve, clean_env
 from tests.support.services import POSTGRES, require
 
@@ -199,3 +201,55 @@ def test_admin_commands_against_postgresql(tmp_path: Path) -> None:
         assert weak.stderr.strip().startswith("chat users create: password: must be 8..128")
     finally:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+
+
+def test_prune_erases_old_bodies_beside_a_running_server(tmp_path: Path) -> None:
+    server: ChatProcess = chat_serve(tmp_path).start()
+    try:
+        name = f"ret{uuid.uuid4().hex[:10]}"
+        assert chat("users", "create", name, "--password", "correct-horse-9", cwd=tmp_path)
+        headers = {
+            "Authorization": "Bearer "
+            + httpx.post(
+                f"{server.url}/api/v1/auth/login",
+                json={"username": name, "password": "correct-horse-9"},
+            ).json()["access_token"]
+        }
+        room = httpx.post(
+            f"{server.url}/api/v1/rooms", json={"name": "r", "member_ids": []}, headers=headers
+        ).json()["room"]
+        messages_url = f"{server.url}/api/v1/rooms/{room['id']}/messages"
+
+        async def send_and_wait_stored() -> None:
+            socket = await Socket(server.url, headers["Authorization"][7:]).connect()
+            try:
+                async with httpx.AsyncClient(headers=headers) as http:
+                    for body in ("first", "second"):
+                        response = await http.post(messages_url, json={"body": body})
+                        assert response.status_code == 202
+                await socket.wait_for("message:new", count=2, timeout=15)
+            finally:
+                await socket.disconnect()
+
+        def history() -> list[dict[str, object]]:
+            page = httpx.get(messages_url, params={"after_seq": 0}, headers=headers).json()
+            return list(page["messages"])
+
+        asyncio.run(send_and_wait_stored())
+        nothing = chat("prune", cwd=tmp_path)
+        assert nothing.returncode == 0 and nothing.stdout.startswith("nothing pruned")
+        # Age the first message by 40 days, as time would.
+        with sqlite3.connect(tmp_path / "var" / "chat.db") as db:
+            db.execute(
+                "UPDATE messages SET created_at = datetime(created_at, '-40 days') WHERE seq = 1"
+                " AND room_id = ?",
+                (room["id"],),
+            )
+        pruned = chat("prune", env={"CHAT_RETENTION_DAYS": "30"}, cwd=tmp_path)
+        assert pruned.returncode == 0, pruned.stderr
+        assert pruned.stdout.strip() == "erased the bodies of 1 messages older than 30 days"
+        first, second = history()
+        assert (first["seq"], first["body"], first["deleted"]) == (1, "", True)
+        assert (second["seq"], second["body"], second["deleted"]) == (2, "second", False)
+    finally:
+        assert server.stop() == 0, server.log()

@@ -118,6 +118,13 @@ async def list_rooms(settings: Settings, limit: int) -> list[RoomListing]:
     return await _with_database(settings, listing)
 
 
+async def prune_messages(settings: Settings, older_than_days: int) -> int:
+    async def prune(container: Container) -> int:
+        return await container.prune_messages()(older_than_days)
+
+    return await _with_database(settings, prune)
+
+
 async def migrate_database(settings: Settings) -> None:
     async def apply(container: Container) -> None:
         await migrate(container.engine())

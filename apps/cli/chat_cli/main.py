@@ -122,6 +122,16 @@ def _rooms_list(args: argparse.Namespace) -> None:
         print(f"{room.id}\t{room.kind.value}\t{listed.member_count}\t{room.last_seq}\t{room.name}")
 
 
+def _prune(args: argparse.Namespace) -> None:
+    settings = _settings()
+    days = args.older_than_days if args.older_than_days is not None else settings.retention_days
+    if days == 0:
+        print("nothing pruned: CHAT_RETENTION_DAYS is 0 (keep everything); pass --older-than-days")
+        return
+    erased = _admin_result(settings, admin.prune_messages(settings, days), "prune")
+    print(f"erased the bodies of {erased} messages older than {days} days")
+
+
 def _admin(settings: Settings, work: Coroutine[Any, Any, None], command: str) -> None:
     _admin_result(settings, work, command)
 
@@ -190,6 +200,20 @@ def build_parser() -> argparse.ArgumentParser:
         "with the current environment and .env file; secrets are masked.",
     )
     config.set_defaults(run=_config)
+
+    prune = commands.add_parser(
+        "prune",
+        help="retention: erase the bodies of old messages (they stay as tombstones)",
+        description="Erase the bodies of messages older than CHAT_RETENTION_DAYS days (or "
+        "--older-than-days); they stay as tombstones so every room's seq keeps no gap. "
+        "Run it from cron. " + READS_STORAGE,
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=int,
+        help="age in days, at least 1 (default: CHAT_RETENTION_DAYS)",
+    )
+    prune.set_defaults(run=_prune)
 
     users = commands.add_parser(
         "users", help="administer user accounts", description="Administer user accounts."

@@ -30,7 +30,7 @@ from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
-from chat_domain.usecases.administration import ListAllRooms
+from chat_domain.usecases.administration import ListAllRooms, PruneMessages
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.messages import (
@@ -247,6 +247,7 @@ class Container(containers.DeclarativeContainer):
     list_receipts = providers.Factory(ListReceipts, uow=uow)
     relay_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
+    prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
     disconnect_socket = providers.Factory(
         DisconnectSocket, uow=uow, presence=presence, notifier=notifier

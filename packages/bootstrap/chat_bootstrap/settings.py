@@ -136,6 +136,14 @@ class Settings(BaseSettings):
         json_schema_extra=_example("false"),
     )
 
+    retention_days: int = Field(
+        0,
+        ge=0,
+        description="`chat prune` erases the bodies of messages older than this many days "
+        "(0: keep everything).",
+        json_schema_extra=_example("365"),
+    )
+
     # --- tokens ---------------------------------------------------------------------
     secret_key: SecretStr | None = Field(
         None,

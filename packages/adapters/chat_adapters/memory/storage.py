@@ -438,6 +438,16 @@ class InMemoryMessageRepository(MessageRepository):
         stored = self._uow.read_state().messages
         return {mid: stored[mid] for mid in message_ids if mid in stored}
 
+    async def erase_before(self, cutoff: datetime, limit: int) -> int:
+        state = await self._uow.write_state()
+        due = sorted(
+            (m for m in state.messages.values() if m.created_at < cutoff and not m.deleted),
+            key=lambda m: (m.created_at, m.id),
+        )[:limit]
+        for message in due:
+            state.messages[message.id] = replace(message, body="", deleted=True)
+        return len(due)
+
     async def update(self, message: Message) -> None:
         state = await self._uow.write_state()
         stored = state.messages.get(message.id)

@@ -579,6 +579,21 @@ class SqlAlchemyMessageRepository(MessageRepository):
         rows = await self._db.execute(_messages_by_id(len(message_ids)), _numbered(message_ids))
         return {row.id: _message(row) for row in rows}
 
+    async def erase_before(self, cutoff: datetime, limit: int) -> int:
+        # Oldest first through ix_messages_created_at, a bounded batch per statement, so a
+        # prune of a big table holds no lock for long.
+        due = (
+            select(messages.c.id)
+            .where(messages.c.created_at < cutoff, messages.c.deleted.is_(False))
+            .order_by(messages.c.created_at)
+            .limit(limit)
+            .scalar_subquery()
+        )
+        result = await self._db.execute(
+            update(messages).where(messages.c.id.in_(due)).values(body="", deleted=True)
+        )
+        return int(result.rowcount)
+
     async def update(self, message: Message) -> None:
         # Only what an edit or a delete changes: room, seq, sender and origin are fixed.
         await self._db.execute(

@@ -131,6 +131,8 @@ messages = Table(
     Column("deleted", Boolean, nullable=False, default=False, server_default=false()),
     # The last line of defence of "no duplicate seq"; also the index of every page query.
     UniqueConstraint("room_id", "seq", name="uq_messages_room_id_seq"),
+    # Retention (`chat prune`) finds the oldest messages without reading the table.
+    Index("ix_messages_created_at", "created_at"),
 )
 
 # Whom the owner removed from a room: only the owner may add them back. A user who left

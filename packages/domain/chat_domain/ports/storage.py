@@ -189,6 +189,11 @@ class MessageRepository(ABC):
         message with this id already stored (a retried send)?"""
 
     @abstractmethod
+    async def erase_before(self, cutoff: datetime, limit: int) -> int:
+        """Make up to ``limit`` messages created before ``cutoff`` tombstones (body erased,
+        ``deleted``; their seq stays, so history keeps no gap); how many were erased."""
+
+    @abstractmethod
     async def get_many(self, message_ids: Collection[str]) -> dict[str, Message]:
         """The stored messages among ``message_ids``, by id, in one read."""
 
