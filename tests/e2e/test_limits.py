@@ -116,24 +116,33 @@ async def test_sends_share_one_budget_over_rest_and_socket(api: Api) -> None:
     assert (await api.send(bob, (await api.create_room(bob))["id"], "hi")).status_code == 202
 
 
-async def test_login_is_limited_per_username(api: Api) -> None:
-    victim = await signup(api)  # 1 login spent
-    for _ in range(2):  # a guesser, from ever new addresses
+async def test_login_is_limited_per_username_and_address(api: Api) -> None:
+    victim = await signup(api)
+    guesser = {"X-Forwarded-For": new_address()}
+    for _ in range(3):
         r = await api.http.post(
             "/api/v1/auth/login",
             json={"username": victim.username, "password": "wrong guess!"},
-            headers={"X-Forwarded-For": new_address()},
+            headers=guesser,
         )
         assert_error(r, 401, "unauthorized")
     r = await api.http.post(
         "/api/v1/auth/login",
         json={"username": victim.username.upper(), "password": PASSWORD},  # same name, any case
-        headers={"X-Forwarded-For": new_address()},
+        headers=guesser,
     )
     assert_error(r, 429, "rate_limited")
     assert int(r.headers["Retry-After"]) >= 1
-    # Other accounts log in as usual.
-    await signup(api)
+    # The guesses cost the owner nothing: from their own address they log in, and a
+    # success clears their own typos (a budget of 3, yet 2 + 3 misses pass as 401).
+    owner = {"X-Forwarded-For": new_address()}
+    wrong = {"username": victim.username, "password": "my typo!"}
+    right = {"username": victim.username, "password": PASSWORD}
+    answers = []
+    for creds in [wrong, wrong, right, wrong, wrong, wrong]:
+        r = await api.http.post("/api/v1/auth/login", json=creds, headers=owner)
+        answers.append(r.status_code)
+    assert answers == [401, 401, 200, 401, 401, 401]
 
 
 async def test_register_and_login_are_limited_per_address(api: Api) -> None:

@@ -192,7 +192,9 @@ class Container(containers.DeclarativeContainer):
 
     # --- use cases ------------------------------------------------------------------
     register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
-    log_in = providers.Factory(LogIn, uow=uow, hasher=hasher, tokens=tokens)
+    log_in = providers.Factory(
+        LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
+    )
     # A singleton: it keeps a cache of the users it has resolved.
     authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
     search_users = providers.Factory(SearchUsers, uow=uow)

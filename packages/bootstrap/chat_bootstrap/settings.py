@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     rate_limit_backend: Literal["memory", "redis"] | None = None
     rate_send_per_second: float = Field(default=50.0, ge=0)
     rate_send_burst: int = Field(default=1000, ge=0)
-    rate_login_per_minute: float = Field(default=10.0, ge=0)  # per username: brute force
+    # Login attempts per username AND client address (a success clears them): brute force
+    # is slowed, and a stranger's guesses never lock the owner out. Register: per username.
+    rate_login_per_minute: float = Field(default=10.0, ge=0)
     rate_login_burst: int = Field(default=10, ge=0)
     rate_auth_per_address_per_minute: float = Field(default=1200.0, ge=0)
     rate_auth_per_address_burst: int = Field(default=600, ge=0)
