@@ -34,6 +34,10 @@ LIMITS = {
     "CHAT_RATE_AUTH_PER_ADDRESS_BURST": "6",
     "CHAT_RATE_CONNECT_PER_MINUTE": "0.1",
     "CHAT_RATE_CONNECT_BURST": "5",
+    "CHAT_RATE_TYPING_PER_SECOND": "0.01",
+    "CHAT_RATE_TYPING_BURST": "3",
+    "CHAT_RATE_RECEIPT_PER_SECOND": "0.01",
+    "CHAT_RATE_RECEIPT_BURST": "3",
     # The test plays the proxy: X-Forwarded-For names the client, so each test user can
     # come from its own address and the per-address budget is testable.
     "CHAT_TRUSTED_PROXY_HOPS": "1",
@@ -170,6 +174,37 @@ async def test_socket_connects_are_limited_per_user(api: Api) -> None:
     # Other users connect as usual.
     other = await Socket(api.base_url, (await signup(api)).token).connect()
     await other.disconnect()
+
+
+async def test_typing_and_receipts_are_limited_per_user(api: Api) -> None:
+    alice, bob = await signup(api), await signup(api)
+    room = await api.create_room(alice, bob)
+    a = await Socket(api.base_url, alice.token).connect()
+    b = await Socket(api.base_url, bob.token).connect()
+    try:
+        assert (await api.send(alice, room["id"], "m1")).status_code == 202
+        await b.wait_for("message:new", lambda m: m["body"] == "m1")
+        typing = {"room_id": room["id"], "is_typing": True}
+        acks = [await a.call("typing", typing) for _ in range(6)]
+        assert [ack["ok"] for ack in acks] == [True] * 3 + [False] * 3
+        refused = acks[-1]["error"]
+        assert refused["code"] == "rate_limited" and refused["details"][0]["retry_after"] > 0
+        read = {"room_id": room["id"], "seq": 1}
+        acks = [await b.call("read", read) for _ in range(3)]  # 1 receipt, 2 that move nothing
+        assert [ack["ok"] for ack in acks] == [True] * 3
+        assert (await b.call("delivered", read))["error"]["code"] == "rate_limited"
+        # A message after the refusals reaches each socket after anything they emitted.
+        assert (await api.send(alice, room["id"], "m2")).status_code == 202
+        await b.wait_for("message:new", lambda m: m["body"] == "m2")
+        await a.wait_for("message:new", lambda m: m["body"] == "m2")
+        assert len([e for e in b.events["typing"] if e["is_typing"]]) == 3
+        assert [(r["kind"], r["seq"]) for r in a.events["receipt"]] == [
+            ("delivered", 1),
+            ("read", 1),
+        ]
+    finally:
+        await a.disconnect()
+        await b.disconnect()
 
 
 # --- limits on size and number ---------------------------------------------------------

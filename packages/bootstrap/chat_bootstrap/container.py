@@ -160,6 +160,18 @@ class Container(containers.DeclarativeContainer):
         per_second=settings.provided.rate_send_per_second,
         burst=settings.provided.rate_send_burst,
     )
+    typing_rate = providers.Singleton(
+        RateRule,
+        name="typing",
+        per_second=settings.provided.rate_typing_per_second,
+        burst=settings.provided.rate_typing_burst,
+    )
+    receipt_rate = providers.Singleton(
+        RateRule,
+        name="receipt",
+        per_second=settings.provided.rate_receipt_per_second,
+        burst=settings.provided.rate_receipt_burst,
+    )
     login_rate = providers.Singleton(
         RateRule.per_minute,
         name="login",
@@ -236,11 +248,25 @@ class Container(containers.DeclarativeContainer):
     )
     store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
     list_history = providers.Factory(ListHistory, uow=uow)
-    edit_message = providers.Factory(EditMessage, uow=uow, notifier=notifier, clock=clock)
+    edit_message = providers.Factory(
+        EditMessage,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        limiter=rate_limiter,
+        rate_rule=send_rate,
+    )
     delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)
-    move_marker = providers.Factory(MoveMarker, uow=uow, notifier=notifier)
+    move_marker = providers.Factory(
+        MoveMarker, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=receipt_rate
+    )
     list_receipts = providers.Factory(ListReceipts, uow=uow)
-    relay_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
+    relay_typing = providers.Factory(
+        RelayTyping, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=typing_rate
+    )
+    # The server's own "stopped typing" when a client's indicator expires: not the
+    # user's doing, so not charged to (nor refused by) their typing budget.
+    expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
     disconnect_socket = providers.Factory(
         DisconnectSocket, uow=uow, presence=presence, notifier=notifier

@@ -63,7 +63,12 @@ class Settings(BaseSettings):
     # across nodes; None follows CHAT_SOCKETIO_MANAGER (several nodes share Redis anyway).
     rate_limit_backend: Literal["memory", "redis"] | None = None
     rate_send_per_second: float = Field(default=50.0, ge=0)
-    rate_send_burst: int = Field(default=1000, ge=0)
+    rate_send_burst: int = Field(default=1000, ge=0)  # edits are charged to it too
+    # Per user, every room together: each call fans out to the whole room.
+    rate_typing_per_second: float = Field(default=2.0, ge=0)  # `typing` events
+    rate_typing_burst: int = Field(default=10, ge=0)
+    rate_receipt_per_second: float = Field(default=10.0, ge=0)  # `delivered` + `read`
+    rate_receipt_burst: int = Field(default=100, ge=0)
     # Login attempts per username AND client address (a success clears them): brute force
     # is slowed, and a stranger's guesses never lock the owner out. Register: per username.
     rate_login_per_minute: float = Field(default=10.0, ge=0)
