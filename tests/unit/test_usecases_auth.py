@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from chat_adapters.admission import LocalAdmission
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
 from chat_adapters.memory.system import InsecureTestHasher
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
 from chat_domain.errors import RateLimited, Unauthorized
 from chat_domain.ports.rate_limit import RateRule
-from chat_domain.usecases.auth import LogIn
+from chat_domain.usecases.auth import LogIn, RegisterUser
 from tests.unit.conftest import PASSWORD, World
 
 
@@ -91,3 +94,76 @@ async def test_a_successful_login_clears_the_failures_counted(
             await log_in("alice", "a typo", client="10.0.0.1")
     with pytest.raises(RateLimited):
         await log_in("alice", PASSWORD, client="10.0.0.1")
+
+
+# --- admission: a burst of registrations cannot starve logins ----------------------------
+
+
+class HeldHasher(InsecureTestHasher):
+    """Hashing waits until the test lets it go; verifying (logins) never waits."""
+
+    def __init__(self) -> None:
+        self.released = asyncio.Event()
+        self.hashing = self.most_at_once = 0
+
+    async def hash(self, password: str) -> str:
+        self.hashing += 1
+        self.most_at_once = max(self.most_at_once, self.hashing)
+        try:
+            await self.released.wait()
+            return await super().hash(password)
+        finally:
+            self.hashing -= 1
+
+    async def verify(self, password_hash: str, password: str) -> bool:
+        return password_hash == await super().hash(password)  # not held
+
+
+async def test_a_burst_of_registrations_queues_or_is_refused_while_logins_go_on(
+    world: World, tokens: JwtTokenService
+) -> None:
+    await world.user("alice")
+    hasher = HeldHasher()
+    admission = LocalAdmission("registrations", concurrency=1, queue=3)
+    register = RegisterUser(world.storage, hasher, world.clock, world.ids, admission)
+    burst = [asyncio.create_task(register(f"burst{i}", PASSWORD, None)) for i in range(10)]
+    async with asyncio.timeout(5):
+        # The first to finish are the refused: 1 hashing + 3 waiting are held, 6 are not.
+        finished = asyncio.as_completed(burst)
+        for _ in range(6):
+            with pytest.raises(RateLimited) as refused:
+                await next(finished)
+            assert refused.value.retry_after > 0
+        assert (hasher.hashing, admission.inside) == (1, 4)
+        # Meanwhile a login is not queued behind them.
+        session = await LogIn(world.storage, hasher, tokens)("alice", PASSWORD)
+        assert session.user.username == "alice"
+        hasher.released.set()
+        admitted = [await next(finished) for _ in range(4)]
+    assert hasher.most_at_once == 1 and admission.inside == 0
+    assert sorted(u.username for u in admitted) == [f"burst{i}" for i in range(4)]
+
+
+async def test_admission_serves_its_queue_in_order_and_frees_a_failed_turn() -> None:
+    admission = LocalAdmission("things", concurrency=1, queue=2)
+    order: list[int] = []
+    gate = asyncio.Event()
+
+    async def work(n: int) -> None:
+        async with admission.admit():
+            await gate.wait()
+            order.append(n)
+            if n == 0:
+                raise ValueError("a failure inside the lane")
+
+    tasks = [asyncio.create_task(work(n)) for n in range(3)]
+    await asyncio.sleep(0)  # let all three enter: one runs, two wait
+    with pytest.raises(RateLimited, match="too many things"):
+        async with admission.admit():
+            pass
+    gate.set()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert order == [0, 1, 2] and isinstance(results[0], ValueError)
+    assert admission.inside == 0
+    async with admission.admit():  # the lane is free again
+        assert admission.inside == 1

@@ -12,6 +12,7 @@ import logging
 import socketio
 from dependency_injector import containers, providers
 
+from chat_adapters.admission import LocalAdmission
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
@@ -203,7 +204,21 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- use cases ------------------------------------------------------------------
-    register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
+    # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
+    registration_admission = providers.Singleton(
+        LocalAdmission,
+        name="registrations",
+        concurrency=settings.provided.registration_concurrency,
+        queue=settings.provided.registration_queue,
+    )
+    register_user = providers.Factory(
+        RegisterUser,
+        uow=uow,
+        hasher=hasher,
+        clock=clock,
+        ids=ids,
+        admission=registration_admission,
+    )
     log_in = providers.Factory(
         LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
     )

@@ -12,6 +12,7 @@ from chat_domain.entities import (
     normalise_username,
 )
 from chat_domain.errors import Conflict, Unauthorized
+from chat_domain.ports.admission import Admission
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
 from chat_domain.ports.storage import UnitOfWorkFactory
@@ -21,12 +22,23 @@ USER_SEARCH_LIMIT = 20
 
 
 class RegisterUser:
-    """Create an account; the username is unique without regard to case."""
+    """Create an account; the username is unique without regard to case.
+
+    With an ``admission``, the password is hashed inside that lane: a burst of
+    registrations queues there (or is refused with ``RateLimited``) instead of taking
+    every hashing thread from the logins.
+    """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        clock: Clock,
+        ids: IdGenerator,
+        admission: Admission | None = None,
     ) -> None:
         self._uow, self._hasher, self._clock, self._ids = uow, hasher, clock, ids
+        self._admission = admission
 
     async def __call__(self, username: str, password: str, display_name: str | None) -> User:
         username = normalise_username(username)
@@ -36,7 +48,11 @@ class RegisterUser:
             if await uow.users.get_by_username(username):
                 raise Conflict("username: already taken")
         # Hash outside the transaction: it is slow on purpose.
-        password_hash = await self._hasher.hash(password)
+        if self._admission is None:
+            password_hash = await self._hasher.hash(password)
+        else:
+            async with self._admission.admit():
+                password_hash = await self._hasher.hash(password)
         user = User(self._ids.new_id(), username, name, self._clock.now(), password_hash)
         async with self._uow() as uow:
             await uow.users.add(user)  # raises Conflict if a racing register won
