@@ -271,6 +271,28 @@ async def test_name_lengths(api: Api) -> None:
         assert_error(r, 422, "validation_error")
 
 
+async def test_guessable_passwords_are_refused_at_registration(api: Api) -> None:
+    username = f"pw_{uuid.uuid4().hex[:8]}"
+    for password, says in (
+        ("password", "too common"),
+        (username, "must not contain the username"),
+        (f"{username.upper()}!!", "must not contain the username"),
+    ):
+        r = await api.http.post(
+            "/api/v1/auth/register",
+            json={"username": username, "password": password},
+            headers={"X-Forwarded-For": new_address()},
+        )
+        body = assert_error(r, 422, "validation_error")
+        assert body["error"]["message"].startswith("password: ") and says in r.text
+    r = await api.http.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": "password"},
+        headers={"X-Forwarded-For": new_address()},
+    )
+    assert_error(r, 401, "unauthorized")  # none of them created the account
+
+
 async def test_page_size(api: Api) -> None:
     alice = await signup(api)
     room = await api.create_room(alice)

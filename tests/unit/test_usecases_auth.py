@@ -11,7 +11,7 @@ from chat_adapters.memory.rate_limit import InMemoryRateLimiter
 from chat_adapters.memory.system import InsecureTestHasher
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
-from chat_domain.errors import RateLimited, Unauthorized
+from chat_domain.errors import InvalidInput, RateLimited, Unauthorized
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.auth import LogIn, RegisterUser
 from tests.unit.conftest import PASSWORD, World
@@ -167,3 +167,36 @@ async def test_admission_serves_its_queue_in_order_and_frees_a_failed_turn() -> 
     assert admission.inside == 0
     async with admission.admit():  # the lane is free again
         assert admission.inside == 1
+
+
+# --- password rules ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "reason"),
+    [
+        ("carol", "password", "too common"),
+        ("carol", "PassWord1", "too common"),
+        ("carol", "12345678", "too common"),
+        ("carol", "qwertyuiop", "too common"),
+        ("carol.b", "carol.b", "8..128"),  # the length rule still comes first
+        ("carolina", "carolina", "username"),
+        ("carolina", "CAROLINA", "username"),
+        ("carolina", "my carolina 99", "username"),
+    ],
+)
+async def test_register_refuses_guessable_passwords(
+    world: World, username: str, password: str, reason: str
+) -> None:
+    register = RegisterUser(world.storage, world.hasher, world.clock, world.ids)
+    with pytest.raises(InvalidInput, match=reason) as refused:
+        await register(username, password, None)
+    assert refused.value.message.startswith("password: ")
+    async with world.storage.reading() as uow:
+        assert await uow.users.get_by_username(username) is None  # nothing was created
+
+
+async def test_register_accepts_a_password_unlike_the_name_and_not_common(world: World) -> None:
+    register = RegisterUser(world.storage, world.hasher, world.clock, world.ids)
+    for username, password in (("carol", "car ol sings"), ("dave", PASSWORD)):
+        assert (await register(username, password, None)).username == username

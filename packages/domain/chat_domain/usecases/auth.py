@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 from chat_domain.entities import (
     User,
-    check_password,
     normalise_display_name,
     normalise_username,
 )
 from chat_domain.errors import Conflict, Unauthorized
+from chat_domain.password_rules import check_new_password
 from chat_domain.ports.admission import Admission
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
@@ -42,7 +42,7 @@ class RegisterUser:
 
     async def __call__(self, username: str, password: str, display_name: str | None) -> User:
         username = normalise_username(username)
-        check_password(password)
+        check_new_password(password, username)
         name = normalise_display_name(display_name, username)
         async with self._uow.reading() as uow:
             if await uow.users.get_by_username(username):
