@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     # Registrations hashing a password at once, per node, and how many more may wait for
     # a turn; beyond that a registration is refused at once (429). Logins never wait here.
     registration_concurrency: int = Field(default=1, ge=1)
-    registration_queue: int = Field(default=16, ge=0)
+    registration_queue: int = Field(default=64, ge=0)
     rate_connect_per_minute: float = Field(default=120.0, ge=0)  # per user
     rate_connect_burst: int = Field(default=60, ge=0)
     # Behind N reverse proxies, the client's address is the N-th from the right of
