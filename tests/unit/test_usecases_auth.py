@@ -147,17 +147,21 @@ async def test_a_burst_of_registrations_queues_or_is_refused_while_logins_go_on(
 async def test_admission_serves_its_queue_in_order_and_frees_a_failed_turn() -> None:
     admission = LocalAdmission("things", concurrency=1, queue=2)
     order: list[int] = []
-    gate = asyncio.Event()
+    gate, first_inside = asyncio.Event(), asyncio.Event()
 
     async def work(n: int) -> None:
         async with admission.admit():
+            first_inside.set()
             await gate.wait()
             order.append(n)
             if n == 0:
                 raise ValueError("a failure inside the lane")
 
     tasks = [asyncio.create_task(work(n)) for n in range(3)]
-    await asyncio.sleep(0)  # let all three enter: one runs, two wait
+    # Tasks start in creation order: once the first is inside, the other two have
+    # queued behind it.
+    await asyncio.wait_for(first_inside.wait(), 5)
+    assert admission.inside == 3
     with pytest.raises(RateLimited, match="too many things"):
         async with admission.admit():
             pass

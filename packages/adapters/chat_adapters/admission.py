@@ -24,7 +24,7 @@ class LocalAdmission(Admission):
 
     @property
     def inside(self) -> int:
-        """Callers running or waiting now (a gauge for metrics and tests)."""
+        """Callers running or waiting now."""
         return self._inside
 
     @asynccontextmanager
