@@ -104,7 +104,20 @@ class ChatUser(FastHttpUser):
     def on_start(self) -> None:
         username = f"lc{RUN}_{self.number}"
         credentials = {"username": username, "password": PASSWORD}
-        self.client.post("/api/v1/auth/register", json=credentials, name="/auth/register")
+        for _ in range(10):
+            # A node hashes registrations a few at a time and refuses a burst beyond its
+            # queue (429 + Retry-After): a spawn wave waits its turn, as a client should.
+            with self.client.post(
+                "/api/v1/auth/register",
+                json=credentials,
+                name="/auth/register",
+                catch_response=True,
+            ) as r:
+                if r.status_code != 429:
+                    break
+                r.success()
+                retry_after = float(r.headers.get("Retry-After", "1"))
+            gevent.sleep(retry_after)
         with self.client.post(
             "/api/v1/auth/login", json=credentials, name="/auth/login", catch_response=True
         ) as r:

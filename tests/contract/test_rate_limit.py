@@ -139,3 +139,30 @@ async def test_redis_limiter_lets_calls_through_when_redis_is_down() -> None:
     await limiter.acquire("x", rule)
     await limiter.acquire("x", rule)  # no Redis, no bucket: the chat keeps working
     await limiter.close()
+
+
+async def test_reset_fills_a_bucket_again(limiter: RateLimiter) -> None:
+    rule, who, other = RateRule("login", per_second=0.001, burst=2), key(), key()
+    for _ in range(2):
+        await limiter.acquire(who, rule)
+        await limiter.acquire(other, rule)
+    await limiter.reset(who, rule)
+    for _ in range(2):
+        await limiter.acquire(who, rule)
+    with pytest.raises(RateLimited):
+        await limiter.acquire(who, rule)
+    with pytest.raises(RateLimited):  # only that bucket was reset
+        await limiter.acquire(other, rule)
+
+
+async def test_reset_of_a_roomy_bucket_forgets_the_node_lease_and_refusal(
+    limiter: RateLimiter,
+) -> None:
+    rule, who = RateRule("roomy-reset", per_second=0.001, burst=4 * LEASE), key()
+    for _ in range(rule.burst):
+        await limiter.acquire(who, rule)
+    with pytest.raises(RateLimited):
+        await limiter.acquire(who, rule)  # remembered by a Redis node until its retry-after
+    await limiter.reset(who, rule)
+    for _ in range(rule.burst):
+        await limiter.acquire(who, rule)

@@ -34,6 +34,10 @@ LIMITS = {
     "CHAT_RATE_AUTH_PER_ADDRESS_BURST": "6",
     "CHAT_RATE_CONNECT_PER_MINUTE": "0.1",
     "CHAT_RATE_CONNECT_BURST": "5",
+    "CHAT_RATE_TYPING_PER_SECOND": "0.01",
+    "CHAT_RATE_TYPING_BURST": "3",
+    "CHAT_RATE_RECEIPT_PER_SECOND": "0.01",
+    "CHAT_RATE_RECEIPT_BURST": "3",
     # The test plays the proxy: X-Forwarded-For names the client, so each test user can
     # come from its own address and the per-address budget is testable.
     "CHAT_TRUSTED_PROXY_HOPS": "1",
@@ -116,24 +120,33 @@ async def test_sends_share_one_budget_over_rest_and_socket(api: Api) -> None:
     assert (await api.send(bob, (await api.create_room(bob))["id"], "hi")).status_code == 202
 
 
-async def test_login_is_limited_per_username(api: Api) -> None:
-    victim = await signup(api)  # 1 login spent
-    for _ in range(2):  # a guesser, from ever new addresses
+async def test_login_is_limited_per_username_and_address(api: Api) -> None:
+    victim = await signup(api)
+    guesser = {"X-Forwarded-For": new_address()}
+    for _ in range(3):
         r = await api.http.post(
             "/api/v1/auth/login",
             json={"username": victim.username, "password": "wrong guess!"},
-            headers={"X-Forwarded-For": new_address()},
+            headers=guesser,
         )
         assert_error(r, 401, "unauthorized")
     r = await api.http.post(
         "/api/v1/auth/login",
         json={"username": victim.username.upper(), "password": PASSWORD},  # same name, any case
-        headers={"X-Forwarded-For": new_address()},
+        headers=guesser,
     )
     assert_error(r, 429, "rate_limited")
     assert int(r.headers["Retry-After"]) >= 1
-    # Other accounts log in as usual.
-    await signup(api)
+    # The guesses cost the owner nothing: from their own address they log in, and a
+    # success clears their own typos (a budget of 3, yet 2 + 3 misses pass as 401).
+    owner = {"X-Forwarded-For": new_address()}
+    wrong = {"username": victim.username, "password": "my typo!"}
+    right = {"username": victim.username, "password": PASSWORD}
+    answers = []
+    for creds in [wrong, wrong, right, wrong, wrong, wrong]:
+        r = await api.http.post("/api/v1/auth/login", json=creds, headers=owner)
+        answers.append(r.status_code)
+    assert answers == [401, 401, 200, 401, 401, 401]
 
 
 async def test_register_and_login_are_limited_per_address(api: Api) -> None:
@@ -161,6 +174,37 @@ async def test_socket_connects_are_limited_per_user(api: Api) -> None:
     # Other users connect as usual.
     other = await Socket(api.base_url, (await signup(api)).token).connect()
     await other.disconnect()
+
+
+async def test_typing_and_receipts_are_limited_per_user(api: Api) -> None:
+    alice, bob = await signup(api), await signup(api)
+    room = await api.create_room(alice, bob)
+    a = await Socket(api.base_url, alice.token).connect()
+    b = await Socket(api.base_url, bob.token).connect()
+    try:
+        assert (await api.send(alice, room["id"], "m1")).status_code == 202
+        await b.wait_for("message:new", lambda m: m["body"] == "m1")
+        typing = {"room_id": room["id"], "is_typing": True}
+        acks = [await a.call("typing", typing) for _ in range(6)]
+        assert [ack["ok"] for ack in acks] == [True] * 3 + [False] * 3
+        refused = acks[-1]["error"]
+        assert refused["code"] == "rate_limited" and refused["details"][0]["retry_after"] > 0
+        read = {"room_id": room["id"], "seq": 1}
+        acks = [await b.call("read", read) for _ in range(3)]  # 1 receipt, 2 that move nothing
+        assert [ack["ok"] for ack in acks] == [True] * 3
+        assert (await b.call("delivered", read))["error"]["code"] == "rate_limited"
+        # A message after the refusals reaches each socket after anything they emitted.
+        assert (await api.send(alice, room["id"], "m2")).status_code == 202
+        await b.wait_for("message:new", lambda m: m["body"] == "m2")
+        await a.wait_for("message:new", lambda m: m["body"] == "m2")
+        assert len([e for e in b.events["typing"] if e["is_typing"]]) == 3
+        assert [(r["kind"], r["seq"]) for r in a.events["receipt"]] == [
+            ("delivered", 1),
+            ("read", 1),
+        ]
+    finally:
+        await a.disconnect()
+        await b.disconnect()
 
 
 # --- limits on size and number ---------------------------------------------------------
@@ -225,6 +269,28 @@ async def test_name_lengths(api: Api) -> None:
             "/api/v1/auth/register", json=body, headers={"X-Forwarded-For": new_address()}
         )
         assert_error(r, 422, "validation_error")
+
+
+async def test_guessable_passwords_are_refused_at_registration(api: Api) -> None:
+    username = f"pw_{uuid.uuid4().hex[:8]}"
+    for password, says in (
+        ("password", "too common"),
+        (username, "must not contain the username"),
+        (f"{username.upper()}!!", "must not contain the username"),
+    ):
+        r = await api.http.post(
+            "/api/v1/auth/register",
+            json={"username": username, "password": password},
+            headers={"X-Forwarded-For": new_address()},
+        )
+        body = assert_error(r, 422, "validation_error")
+        assert body["error"]["message"].startswith("password: ") and says in r.text
+    r = await api.http.post(
+        "/api/v1/auth/login",
+        json={"username": username, "password": "password"},
+        headers={"X-Forwarded-For": new_address()},
+    )
+    assert_error(r, 401, "unauthorized")  # none of them created the account
 
 
 async def test_page_size(api: Api) -> None:

@@ -1,8 +1,9 @@
 """Rate limits applied at the edge, where the key is only known here: the client's address.
 
 Message sends are limited inside the send use case (one budget for REST and socket.io);
-login and register are limited here, per client address and per username, against
-password guessing and account spraying.
+login and register are limited here per client address, register also per username;
+login attempts per username and address are limited inside the login use case, which
+clears them when a login succeeds.
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ def client_address() -> str:
     return request.remote_addr or "unknown"
 
 
-async def throttle_auth(kind: str, username: str) -> None:
-    """One attempt to log in or register: charged to the address and to the username."""
+async def throttle_auth(kind: str, username: str | None = None) -> None:
+    """One attempt to log in or register: charged to the address and, given one, to the
+    username (a login's attempts per username and address are counted by the use case)."""
     container = services()
     limiter = container.rate_limiter()
     await limiter.acquire(f"{kind}:{client_address()}", container.auth_address_rate())
-    await limiter.acquire(f"{kind}:{username.strip().lower()}", container.login_rate())
+    if username is not None:
+        await limiter.acquire(f"{kind}:{username.strip().lower()}", container.login_rate())

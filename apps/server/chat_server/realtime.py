@@ -59,8 +59,8 @@ def ok(**fields: Any) -> Ack:
     return {"ok": True, **fields}
 
 
-def failed(code: str, message: str) -> Ack:
-    return {"ok": False, **error_body(code, message)}
+def failed(code: str, message: str, details: list[Any] | None = None) -> Ack:
+    return {"ok": False, **error_body(code, message, details)}
 
 
 class TypingTimers:
@@ -108,7 +108,7 @@ def register_socket_handlers(
     sio: socketio.AsyncServer, container: Container, typing_ttl: float = TYPING_TTL
 ) -> None:
     typing_timers = TypingTimers(
-        lambda user_id, room_id, is_typing: container.relay_typing()(user_id, room_id, is_typing),
+        lambda user_id, room_id, is_typing: container.expire_typing()(user_id, room_id, is_typing),
         typing_ttl,
     )
     users: dict[str, str] = {}  # sid -> user id, for the disconnect handler
@@ -136,6 +136,8 @@ def register_socket_handlers(
                 except ValidationError as exc:
                     message, _ = describe_validation_error(exc)
                     return failed("validation_error", message)
+                except RateLimited as exc:  # details: [{"retry_after": seconds}], as REST
+                    return failed(exc.code, exc.message, exc.details)
                 except DomainError as exc:
                     return failed(exc.code, exc.message)
                 except Exception:

@@ -24,7 +24,12 @@ class Body(BaseModel):
 
 class RegisterBody(Body):
     username: str = Field(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.\-]+$")
-    password: str = Field(min_length=PASSWORD_MIN, max_length=PASSWORD_MAX)
+    password: str = Field(
+        min_length=PASSWORD_MIN,
+        max_length=PASSWORD_MAX,
+        description="Not the username nor containing it, and not a very common password "
+        "(422 validation_error otherwise).",
+    )
     display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX)
 
 

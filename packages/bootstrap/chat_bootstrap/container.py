@@ -12,6 +12,7 @@ import logging
 import socketio
 from dependency_injector import containers, providers
 
+from chat_adapters.admission import LocalAdmission
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
@@ -163,6 +164,18 @@ class Container(containers.DeclarativeContainer):
         per_second=settings.provided.rate_send_per_second,
         burst=settings.provided.rate_send_burst,
     )
+    typing_rate = providers.Singleton(
+        RateRule,
+        name="typing",
+        per_second=settings.provided.rate_typing_per_second,
+        burst=settings.provided.rate_typing_burst,
+    )
+    receipt_rate = providers.Singleton(
+        RateRule,
+        name="receipt",
+        per_second=settings.provided.rate_receipt_per_second,
+        burst=settings.provided.rate_receipt_burst,
+    )
     login_rate = providers.Singleton(
         RateRule.per_minute,
         name="login",
@@ -194,8 +207,24 @@ class Container(containers.DeclarativeContainer):
     )
 
     # --- use cases ------------------------------------------------------------------
-    register_user = providers.Factory(RegisterUser, uow=uow, hasher=hasher, clock=clock, ids=ids)
-    log_in = providers.Factory(LogIn, uow=uow, hasher=hasher, tokens=tokens)
+    # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
+    registration_admission = providers.Singleton(
+        LocalAdmission,
+        name="registrations",
+        concurrency=settings.provided.registration_concurrency,
+        queue=settings.provided.registration_queue,
+    )
+    register_user = providers.Factory(
+        RegisterUser,
+        uow=uow,
+        hasher=hasher,
+        clock=clock,
+        ids=ids,
+        admission=registration_admission,
+    )
+    log_in = providers.Factory(
+        LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
+    )
     # A singleton: it keeps a cache of the users it has resolved.
     authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
     search_users = providers.Factory(SearchUsers, uow=uow)
@@ -241,11 +270,25 @@ class Container(containers.DeclarativeContainer):
     )
     store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
     list_history = providers.Factory(ListHistory, uow=uow)
-    edit_message = providers.Factory(EditMessage, uow=uow, notifier=notifier, clock=clock)
+    edit_message = providers.Factory(
+        EditMessage,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        limiter=rate_limiter,
+        rate_rule=send_rate,
+    )
     delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)
-    move_marker = providers.Factory(MoveMarker, uow=uow, notifier=notifier)
+    move_marker = providers.Factory(
+        MoveMarker, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=receipt_rate
+    )
     list_receipts = providers.Factory(ListReceipts, uow=uow)
-    relay_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
+    relay_typing = providers.Factory(
+        RelayTyping, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=typing_rate
+    )
+    # The server's own "stopped typing" when a client's indicator expires: not the
+    # user's doing, so not charged to (nor refused by) their typing budget.
+    expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
     prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)

@@ -186,16 +186,44 @@ class Settings(BaseSettings):
     rate_send_per_second: float = Field(
         50.0, ge=0, description="Message sends per user and second (REST and socket.io; 0: off)."
     )
-    rate_send_burst: int = Field(1000, ge=0, description="Sends a user may make at once.")
-    rate_login_per_minute: float = Field(
-        10.0, ge=0, description="Login attempts per username and minute (brute force; 0: off)."
+    rate_send_burst: int = Field(
+        1000, ge=0, description="Sends a user may make at once (edits are charged to it too)."
     )
-    rate_login_burst: int = Field(10, ge=0, description="Login attempts per username at once.")
+    rate_typing_per_second: float = Field(
+        2.0, ge=0, description="`typing` events per user and second, all rooms together."
+    )
+    rate_typing_burst: int = Field(10, ge=0, description="`typing` events a user may send at once.")
+    rate_receipt_per_second: float = Field(
+        10.0, ge=0, description="`delivered` and `read` reports per user and second."
+    )
+    rate_receipt_burst: int = Field(
+        100, ge=0, description="`delivered` and `read` reports a user may send at once."
+    )
+    # Per username AND client address (a success clears them): brute force is slowed, and a
+    # stranger's guesses never lock the owner out. Registrations: per username.
+    rate_login_per_minute: float = Field(
+        10.0,
+        ge=0,
+        description="Login attempts per username and client address and minute; a successful "
+        "login clears them (0: off).",
+    )
+    rate_login_burst: int = Field(
+        10, ge=0, description="Login attempts per username and client address at once."
+    )
     rate_auth_per_address_per_minute: float = Field(
         1200.0, ge=0, description="Logins and registrations per client address and minute."
     )
     rate_auth_per_address_burst: int = Field(
         600, ge=0, description="Logins and registrations per client address at once."
+    )
+    registration_concurrency: int = Field(
+        1, ge=1, description="Registrations hashing a password at once, per node."
+    )
+    registration_queue: int = Field(
+        64,
+        ge=0,
+        description="Registrations that may wait for a turn, per node; beyond, 429 at once. "
+        "Logins never wait behind them.",
     )
     rate_connect_per_minute: float = Field(
         120.0, ge=0, description="Socket connects per user and minute."

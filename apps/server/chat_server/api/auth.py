@@ -9,7 +9,7 @@ from quart_schema import validate_request
 
 from chat_domain.views import user_view
 from chat_server.http import services
-from chat_server.limits import throttle_auth
+from chat_server.limits import client_address, throttle_auth
 from chat_server.schemas import LoginBody, RegisterBody
 
 blueprint = Blueprint("auth", __name__, url_prefix="/auth")
@@ -26,8 +26,8 @@ async def register(data: RegisterBody) -> tuple[dict[str, Any], int]:
 @blueprint.post("/login")
 @validate_request(LoginBody)
 async def login(data: LoginBody) -> dict[str, Any]:
-    await throttle_auth("login", data.username)
-    session = await services().log_in()(data.username, data.password)
+    await throttle_auth("login")
+    session = await services().log_in()(data.username, data.password, client_address())
     return {
         "access_token": session.token.token,
         "token_type": "bearer",

@@ -36,3 +36,6 @@ class InMemoryRateLimiter(RateLimiter):
         while len(self._buckets) > self._max_buckets:
             self._buckets.popitem(last=False)
         return retry_after
+
+    async def _forget(self, bucket: str) -> None:
+        self._buckets.pop(bucket, None)

@@ -56,6 +56,12 @@ class InsecureTestHasher(PasswordHasher):
     """FOR TESTS ONLY: an unsalted, fast SHA-256. Argon2 costs ~50 ms a call; this ~1 µs."""
 
     PREFIX = "test-only-sha256$"
+    # No password hashes to this: it is not a hex digest.
+    DECOY = PREFIX + "decoy"
+
+    @property
+    def decoy_hash(self) -> str:
+        return self.DECOY
 
     async def hash(self, password: str) -> str:
         return self.PREFIX + hashlib.sha256(password.encode()).hexdigest()

@@ -121,6 +121,14 @@ class RedisRateLimiter(RateLimiter):
         self._keep(bucket, granted - 1, now + LEASE_TTL_S)
         return 0.0
 
+    async def _forget(self, bucket: str) -> None:
+        self._local.pop(bucket, None)
+        try:
+            await self._redis.delete(f"{self._prefix}:{bucket}")
+        except (RedisError, OSError) as exc:
+            # The bucket refills at its rate anyway: a lost reset only leaves it stricter.
+            log.warning("rate limiter: Redis did not answer (%s); bucket not reset", exc)
+
     def _keep(self, bucket: str, tokens: int, until: float) -> None:
         if tokens == 0:  # a lease spent: the next call asks Redis
             self._local.pop(bucket, None)

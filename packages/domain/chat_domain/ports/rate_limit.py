@@ -44,6 +44,16 @@ class RateLimiter(ABC):
         if retry_after > 0:
             raise RateLimited(retry_after, f"too many requests ({rule.name}): retry later")
 
+    async def reset(self, key: str, rule: RateRule) -> None:
+        """Fill the bucket of ``(rule, key)`` again: a login that succeeded clears the
+        failures counted against it."""
+        if rule.enabled:
+            await self._forget(f"{rule.name}:{key}")
+
     @abstractmethod
     async def _take(self, bucket: str, rule: RateRule) -> float:
         """Take a token from ``bucket``: 0 if there was one, else seconds until there is."""
+
+    @abstractmethod
+    async def _forget(self, bucket: str) -> None:
+        """Drop ``bucket``: its next call finds it full."""

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 
 
 class PasswordHasher(ABC):
-    """A slow, salted password hash."""
+    """A slow, salted password hash.
+
+    ``decoy_hash`` is a hash of a random secret nobody knows, made once with the same
+    parameters as real hashes: a login for a username that has no account is verified
+    against it, so that answer costs what a wrong password costs and a stopwatch cannot
+    tell which usernames exist.
+    """
+
+    @property
+    @abstractmethod
+    def decoy_hash(self) -> str: ...
 
     @abstractmethod
     async def hash(self, password: str) -> str: ...

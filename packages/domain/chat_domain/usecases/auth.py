@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from chat_domain.entities import (
     User,
-    check_password,
     normalise_display_name,
     normalise_username,
 )
 from chat_domain.errors import Conflict, Unauthorized
+from chat_domain.password_rules import check_new_password
+from chat_domain.ports.admission import Admission
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
@@ -20,22 +22,37 @@ USER_SEARCH_LIMIT = 20
 
 
 class RegisterUser:
-    """Create an account; the username is unique without regard to case."""
+    """Create an account; the username is unique without regard to case.
+
+    With an ``admission``, the password is hashed inside that lane: a burst of
+    registrations queues there (or is refused with ``RateLimited``) instead of taking
+    every hashing thread from the logins.
+    """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, clock: Clock, ids: IdGenerator
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        clock: Clock,
+        ids: IdGenerator,
+        admission: Admission | None = None,
     ) -> None:
         self._uow, self._hasher, self._clock, self._ids = uow, hasher, clock, ids
+        self._admission = admission
 
     async def __call__(self, username: str, password: str, display_name: str | None) -> User:
         username = normalise_username(username)
-        check_password(password)
+        check_new_password(password, username)
         name = normalise_display_name(display_name, username)
         async with self._uow.reading() as uow:
             if await uow.users.get_by_username(username):
                 raise Conflict("username: already taken")
         # Hash outside the transaction: it is slow on purpose.
-        password_hash = await self._hasher.hash(password)
+        if self._admission is None:
+            password_hash = await self._hasher.hash(password)
+        else:
+            async with self._admission.admit():
+                password_hash = await self._hasher.hash(password)
         user = User(self._ids.new_id(), username, name, self._clock.now(), password_hash)
         async with self._uow() as uow:
             await uow.users.add(user)  # raises Conflict if a racing register won
@@ -50,20 +67,44 @@ class Session:
 
 
 class LogIn:
-    """Trade a username and password for an access token."""
+    """Trade a username and password for an access token.
+
+    With a ``limiter``, the attempts at one username from one ``client`` (the caller's
+    address) are limited by ``attempt_rule``, and a login that succeeds clears them. Keyed
+    by both, a stranger's wrong guesses lock out only the stranger's own address: never
+    the account's owner, who logs in from elsewhere.
+    """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, hasher: PasswordHasher, tokens: TokenService
+        self,
+        uow: UnitOfWorkFactory,
+        hasher: PasswordHasher,
+        tokens: TokenService,
+        limiter: RateLimiter | None = None,
+        attempt_rule: RateRule | None = None,
     ) -> None:
         self._uow, self._hasher, self._tokens = uow, hasher, tokens
+        self._limiter, self._attempt_rule = limiter, attempt_rule
 
-    async def __call__(self, username: str, password: str) -> Session:
+    async def __call__(self, username: str, password: str, client: str = "") -> Session:
+        attempts = login_attempts_key(username, client)
+        if self._limiter is not None and self._attempt_rule is not None:
+            await self._limiter.acquire(attempts, self._attempt_rule)
         async with self._uow.reading() as uow:
             user = await uow.users.get_by_username(username.strip().lower())
-        # One answer for an unknown user and a wrong password, so names cannot be probed.
-        if user is None or not await self._hasher.verify(user.password_hash, password):
+        # One answer for an unknown user and a wrong password, in one answer time (an unknown
+        # user is verified against the decoy, the same work), so names cannot be probed.
+        password_hash = self._hasher.decoy_hash if user is None else user.password_hash
+        if not await self._hasher.verify(password_hash, password) or user is None:
             raise Unauthorized("invalid username or password")
+        if self._limiter is not None and self._attempt_rule is not None:
+            await self._limiter.reset(attempts, self._attempt_rule)
         return Session(self._tokens.issue(user.id), user)
+
+
+def login_attempts_key(username: str, client: str) -> str:
+    """The bucket of login attempts at ``username`` (any case) from ``client``."""
+    return f"{username.strip().lower()}|{client}"
 
 
 class Authenticate:

@@ -206,13 +206,28 @@ class ListHistory:
 
 
 class EditMessage:
-    """Only the sender edits; the new body follows the same rules as a new one."""
+    """Only the sender edits; the new body follows the same rules as a new one.
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock) -> None:
+    An edit reaches every member like a new message, so with a ``limiter`` it is charged
+    to the sender's budget of sends (``rate_rule``): editing one message over and over
+    cannot flood a room that sending could not.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        limiter: RateLimiter | None = None,
+        rate_rule: RateRule | None = None,
+    ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
+        self._limiter, self._rate_rule = limiter, rate_rule
 
     async def __call__(self, user_id: str, room_id: str, message_id: str, body: str) -> Message:
         body = normalise_body(body)
+        if self._limiter is not None and self._rate_rule is not None:
+            await self._limiter.acquire(user_id, self._rate_rule)
         async with self._uow() as uow:
             await require_member(uow, room_id, user_id)
             message = await uow.messages.get(message_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat_domain.entities import MarkerKind, Membership
 from chat_domain.errors import InvalidInput
 from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.usecases.access import require_member
 
@@ -16,14 +17,26 @@ class MoveMarker:
 
     Reading implies having received, so a read marker drags the delivery marker along.
     A change is emitted as ``receipt`` to the room; a report that moves nothing is silent.
+    Each report is a write, so with a ``limiter`` a user's reports (delivered and read, every
+    room together) are limited by ``rate_rule``: over it the call raises ``RateLimited`` and
+    changes nothing (markers only move forward, so the next report catches up).
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        limiter: RateLimiter | None = None,
+        rate_rule: RateRule | None = None,
+    ) -> None:
         self._uow, self._notifier = uow, notifier
+        self._limiter, self._rate_rule = limiter, rate_rule
 
     async def __call__(self, user_id: str, room_id: str, seq: int, kind: MarkerKind) -> None:
         if seq < 0:
             raise InvalidInput("seq: must be 0 or more")
+        if self._limiter is not None and self._rate_rule is not None:
+            await self._limiter.acquire(user_id, self._rate_rule)
         async with self._uow() as uow:
             room, before = await require_member(uow, room_id, user_id)
             seq = min(seq, room.last_seq)  # no marker beyond what exists

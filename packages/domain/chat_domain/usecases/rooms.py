@@ -16,6 +16,7 @@ from chat_domain.entities import (
 )
 from chat_domain.errors import Conflict, Forbidden, InvalidInput, LimitExceeded, NotFound
 from chat_domain.ports.notifier import RealtimeNotifier
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.usecases.access import require_member
@@ -293,12 +294,26 @@ TYPING = "typing"
 
 class RelayTyping:
     """Tell a room's other members that someone is (or stopped) typing. Nothing is stored;
-    clients drop a typing indicator that is not refreshed within a few seconds."""
+    clients drop a typing indicator that is not refreshed within a few seconds.
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
+    Each call fans out to every member, so with a ``limiter`` a user's calls (every room
+    together) are limited by ``rate_rule``; over it the call raises ``RateLimited`` and
+    nobody is told anything.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        limiter: RateLimiter | None = None,
+        rate_rule: RateRule | None = None,
+    ) -> None:
         self._uow, self._notifier = uow, notifier
+        self._limiter, self._rate_rule = limiter, rate_rule
 
     async def __call__(self, user_id: str, room_id: str, is_typing: bool) -> None:
+        if self._limiter is not None and self._rate_rule is not None:
+            await self._limiter.acquire(user_id, self._rate_rule)
         async with self._uow.reading() as uow:
             await require_member(uow, room_id, user_id)
             others = [uid for uid in await uow.rooms.member_ids(room_id) if uid != user_id]
