@@ -28,9 +28,18 @@ class Settings(BaseSettings):
     broker: Literal["memory", "rabbitmq"] = "memory"
     rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672/"
     rabbitmq_prefix: str = "chat"
-    rabbitmq_partitions: int = Field(default=8, ge=1, le=256)
+    # Queues a room is hashed over (crc32 % N), the most workers that can share the work;
+    # every server and worker must agree. Changing it on a live system: docs/scaling.md.
+    rabbitmq_partitions: int = Field(default=32, ge=1, le=256)
     rabbitmq_max_attempts: int = Field(default=5, ge=1)
     broker_publish_timeout: float = Field(default=5.0, gt=0)
+
+    # Seconds a worker that stopped heartbeating keeps its partitions (a kill -9: the
+    # others take them over after this); workers heartbeat four times per lease.
+    worker_lease_seconds: float = Field(default=4.0, gt=0)
+    # Port of a worker's Prometheus /metrics (None: no endpoint); the server has its own.
+    worker_metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
 
     socketio_manager: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
