@@ -6,6 +6,8 @@ import asyncio
 import logging
 import signal
 
+from prometheus_client import start_http_server
+
 from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
@@ -20,6 +22,14 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if settings.worker_metrics_port is not None:
+        # Each worker's own numbers (stored messages, partitions held): a scrape target each.
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        log.info(
+            "metrics on http://%s:%d/metrics",
+            settings.worker_metrics_host,
+            settings.worker_metrics_port,
+        )
     async with running(container):
         consumer = MessageConsumer(
             container.broker(), container.store_messages(), container.clock()
