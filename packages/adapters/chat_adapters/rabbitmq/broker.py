@@ -205,7 +205,7 @@ class RabbitMQBroker(MessageBroker):
             await asyncio.gather(*(task for _, task in releasing.values()), return_exceptions=True)
             for partition in [*held.values(), *(p for p, _ in releasing.values())]:
                 await self._abandon(partition)
-            _show_held(set(held), set())
+            _show_held(set(held) | set(releasing), set())
             done.set()
 
     async def _follow_group(
