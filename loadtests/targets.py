@@ -239,7 +239,7 @@ def _delete_queues(prefix: str) -> None:
     async def run() -> None:
         url = os.environ.get("CHAT_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
         connection = await aio_pika.connect(url, timeout=5)
-        partitions = int(os.environ.get("CHAT_RABBITMQ_PARTITIONS", "8"))
+        partitions = int(os.environ.get("CHAT_RABBITMQ_PARTITIONS", "32"))
         async with connection:
             for name in [f"{prefix}.messages.{i}" for i in range(partitions)] + [f"{prefix}.dead"]:
                 channel = await connection.channel()

@@ -23,11 +23,15 @@ import pytest
 from aio_pika.abc import AbstractIncomingMessage
 
 from chat_adapters.memory.broker import InMemoryBroker
+from chat_adapters.memory.worker_group import InMemoryWorkerGroup
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
-from chat_adapters.rabbitmq.codec import decode
+from chat_adapters.rabbitmq.codec import decode, partition_of
+from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
 from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.worker_group import assign_partitions
+from tests.support.processes import free_port
 from tests.support.services import RABBITMQ, in_ci, require
 
 WAIT = 20.0  # upper bound for anything we wait for; a pass takes far less
@@ -541,3 +545,126 @@ async def close_connections(name: str) -> int:
     for pid in pids:
         await rabbitmqctl("close_connection", pid, "test: connection loss")
     return len(pids)
+
+
+# --- a worker group spreads the partitions (RabbitMQ: the in-memory broker is one process)
+
+
+def room_per_partition(partitions: int) -> list[str]:
+    """A room id in each partition, partition ``i`` at index ``i``."""
+    rooms: dict[int, str] = {}
+    while len(rooms) < partitions:
+        room = f"room-{uuid4().hex[:8]}"
+        rooms.setdefault(partition_of(room, partitions), room)
+    return [rooms[i] for i in range(partitions)]
+
+
+class Spread:
+    """Workers of one group, what each handled, and rounds of one message per partition."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.rooms = room_per_partition(PARTITIONS)
+        self.recorder = Recorder()
+        self.handled_by: dict[str, set[int]] = defaultdict(set)  # worker -> partitions
+        self.published: dict[str, list[str]] = defaultdict(list)
+        self.sent = 0
+
+    def handler(self, worker: str) -> MessageBatchHandler:
+        async def work(msg: Message) -> None:
+            self.handled_by[worker].add(self.rooms.index(msg.room_id))
+            await asyncio.sleep(0.001)  # a store takes time: handovers meet work in hand
+
+        return functools.partial(self.recorder.run, work=work)
+
+    async def until_split(self, expected: dict[str, frozenset[int]]) -> None:
+        """Publish rounds until one round was handled exactly as ``expected`` splits it."""
+
+        async def rounds() -> None:
+            while True:
+                self.handled_by.clear()
+                for n, room in enumerate(self.rooms):
+                    msg = message(room, n)
+                    await self.harness.publisher.publish(msg)
+                    self.published[room].append(msg.id)
+                self.sent += len(self.rooms)
+                await self.recorder.wait_for(self.sent)
+                if {w: frozenset(p) for w, p in self.handled_by.items()} == expected:
+                    return
+
+        await asyncio.wait_for(rounds(), WAIT)
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_a_group_splits_the_partitions_and_follows_joins_and_leaves(
+    harness: Harness,
+) -> None:
+    spread = Spread(harness)
+    roster = InMemoryWorkerGroup(lease_seconds=0.5)
+    groups = {name: roster.another_member() for name in ("a", "b", "c")}
+    ids = {name: group.member_id for name, group in groups.items()}
+
+    def split(*names: str) -> dict[str, frozenset[int]]:
+        shares = assign_partitions(PARTITIONS, [ids[n] for n in names])
+        return {n: shares[ids[n]] for n in names if shares[ids[n]]}
+
+    brokers = {}
+    for name in ("a", "b"):
+        brokers[name] = await harness.make(group=groups[name])
+        await harness.worker(spread.handler(name), brokers[name])
+    await spread.until_split(split("a", "b"))  # both consume, each its own share
+
+    brokers["c"] = await harness.make(group=groups["c"])
+    await harness.worker(spread.handler("c"), brokers["c"])
+    await spread.until_split(split("a", "b", "c"))  # c joins: shares move to it
+
+    await asyncio.wait_for(brokers["b"].close(), WAIT)  # b leaves gracefully
+    await spread.until_split(split("a", "c"))
+
+    assert dict(spread.recorder.stored) == spread.published  # once each, in order
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_a_dead_members_partitions_go_to_the_others_after_its_lease(
+    harness: Harness,
+) -> None:
+    spread = Spread(harness)
+    roster = InMemoryWorkerGroup(lease_seconds=0.5)
+    a, b = roster.another_member(), roster.another_member()
+    await harness.worker(spread.handler("a"), await harness.make(group=a))
+    dies = await harness.worker(spread.handler("b"), await harness.make(group=b))
+    shares = assign_partitions(PARTITIONS, [a.member_id, b.member_id])
+    await spread.until_split({"a": shares[a.member_id], "b": shares[b.member_id]})
+
+    await dies.kill()  # no leave: its lease runs out
+    await spread.until_split({"a": frozenset(range(PARTITIONS))})
+    for room in spread.rooms:  # in order; a redelivery after the kill may repeat one
+        stored = list(dict.fromkeys(spread.recorder.stored[room]))
+        assert stored == spread.published[room]
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_a_worker_cut_off_from_its_group_consumes_every_partition(
+    harness: Harness,
+) -> None:
+    nowhere = RedisWorkerGroup(f"redis://127.0.0.1:{free_port()}/0", "nowhere", lease_seconds=0.3)
+    spread = Spread(harness)
+    await harness.worker(spread.handler("a"), await harness.make(group=nowhere))
+    # Without the group's answer it cannot know its share: after a lease it takes them
+    # all (single-active-consumer still fences each), rather than storing nothing.
+    await spread.until_split({"a": frozenset(range(PARTITIONS))})
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_start_up_warns_of_messages_left_beyond_the_partitions(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    stranded = message(room_per_partition(PARTITIONS)[PARTITIONS - 1])
+    await harness.publisher.publish(stranded)  # in the last of PARTITIONS queues
+    with caplog.at_level(logging.WARNING):
+        fewer = await harness.make(partitions=PARTITIONS - 1)
+        await asyncio.wait_for(until_ready(fewer), WAIT)
+    last = f"{harness.prefix}.messages.{PARTITIONS - 1}"
+    assert any(
+        last in r.getMessage() and "holds 1 messages" in r.getMessage() for r in caplog.records
+    )

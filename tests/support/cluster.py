@@ -53,6 +53,9 @@ class Cluster:
     prefix: str = field(default_factory=lambda: f"e2e-{uuid.uuid4().hex[:8]}")
     servers: list[ChatProcess] = field(default_factory=list)
     workers: list[ChatProcess] = field(default_factory=list)
+    overrides: dict[str, str] = field(default_factory=dict)  # CHAT_* of every process
+    # Each worker's Prometheus endpoint (on its CHAT_WORKER_OPS_PORT), by worker name.
+    metrics_urls: dict[str, str] = field(default_factory=dict)
 
     @property
     def redis_channel(self) -> str:
@@ -71,7 +74,7 @@ class Cluster:
             "CHAT_SECRET_KEY": "e2e-cluster-secret-key-0123456789abcdef",
             "CHAT_EMBEDDED_WORKER": "false",
             "CHAT_BROKER_PUBLISH_TIMEOUT": "3",
-        }
+        } | self.overrides
 
     def migrate(self) -> None:
         subprocess.run(
@@ -84,10 +87,12 @@ class Cluster:
         return server
 
     def add_worker(self) -> ChatProcess:
-        """A worker with its operations endpoints on a free port (``ops_url``)."""
-        env = {**self.env, "CHAT_WORKER_OPS_PORT": str(free_port())}
-        worker = chat_worker(self.workdir, env, name=f"worker{len(self.workers) + 1}").start()
+        """A worker with its operations endpoints on a free port (see ``metrics_urls``)."""
+        name, port = f"worker{len(self.workers) + 1}", free_port()
+        env = self.env | {"CHAT_WORKER_OPS_PORT": str(port)}
+        worker = chat_worker(self.workdir, env, name=name).start()
         self.workers.append(worker)
+        self.metrics_urls[name] = f"http://127.0.0.1:{port}/metrics"
         return worker
 
     def stop(self) -> None:
@@ -97,9 +102,11 @@ class Cluster:
 
 
 @contextmanager
-def cluster(workdir: Path, servers: int = 2, workers: int = 1) -> Iterator[Cluster]:
+def cluster(
+    workdir: Path, servers: int = 2, workers: int = 1, overrides: dict[str, str] | None = None
+) -> Iterator[Cluster]:
     with fresh_database() as url:
-        c = Cluster(workdir, url)
+        c = Cluster(workdir, url, overrides=dict(overrides or {}))
         c.migrate()
         try:
             for _ in range(servers):

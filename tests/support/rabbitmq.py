@@ -5,9 +5,12 @@ from __future__ import annotations
 import aio_pika
 
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
+from chat_bootstrap.settings import Settings
+
+DEFAULT_PARTITIONS: int = Settings.model_fields["rabbitmq_partitions"].default
 
 
-async def delete_topology(url: str, prefix: str, partitions: int = 8) -> None:
+async def delete_topology(url: str, prefix: str, partitions: int = DEFAULT_PARTITIONS) -> None:
     """Delete the queues and exchanges a broker with ``prefix`` declares (names from the
     adapter itself, so they cannot drift)."""
     names = RabbitMQBroker(url, prefix=prefix, partitions=partitions)

@@ -16,10 +16,12 @@ from chat_adapters.admission import LocalAdmission
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.presence import InMemoryPresenceTracker
 from chat_adapters.memory.rate_limit import InMemoryRateLimiter
+from chat_adapters.memory.worker_group import InMemoryWorkerGroup
 from chat_adapters.metered import MeteredBroker, MeteredNotifier
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.redis.presence import RedisPresenceTracker
 from chat_adapters.redis.rate_limit import RedisRateLimiter
+from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_adapters.security.passwords import Argon2PasswordHasher
 from chat_adapters.security.tokens import JwtTokenService
 from chat_adapters.socketio.fan_out import InlineFanOutManager
@@ -88,6 +90,20 @@ class Container(containers.DeclarativeContainer):
     uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
 
     # --- broker ---------------------------------------------------------------------
+    # The workers sharing the partitions: alone in one process, or every worker through
+    # Redis (workers have Redis anyway, for the fan-out); docs/scaling.md.
+    worker_group = providers.Selector(
+        settings.provided.socketio_manager,
+        local=providers.Singleton(
+            InMemoryWorkerGroup, lease_seconds=settings.provided.worker_lease_seconds
+        ),
+        redis=providers.Singleton(
+            RedisWorkerGroup,
+            url=settings.provided.redis_url,
+            name=settings.provided.rabbitmq_prefix,
+            lease_seconds=settings.provided.worker_lease_seconds,
+        ),
+    )
     broker_adapter = providers.Selector(
         settings.provided.broker,
         memory=providers.Singleton(
@@ -100,6 +116,7 @@ class Container(containers.DeclarativeContainer):
             partitions=settings.provided.rabbitmq_partitions,
             max_attempts=settings.provided.rabbitmq_max_attempts,
             publish_timeout=settings.provided.broker_publish_timeout,
+            group=worker_group,
         ),
     )
     # Every caller gets the adapter behind a metered wrapper (publish latency, accepted count).

@@ -71,12 +71,14 @@ class Settings(BaseSettings):
         min_length=1,
         description="Prefix of every exchange and queue name; servers and workers must agree.",
     )
+    # Changing it on a live system: docs/scaling.md.
     rabbitmq_partitions: int = Field(
-        8,
+        32,
         ge=1,
         le=256,
-        description="Queues the rooms' messages are spread over; the same on every process.",
-        json_schema_extra=_example("32"),
+        description="Queues the rooms' messages are spread over (crc32 of the room id), the "
+        "most workers that can share the work; the same on every process.",
+        json_schema_extra=_example("64"),
     )
     rabbitmq_max_attempts: int = Field(
         5, ge=1, description="Deliveries of a failing message before it is dead-lettered."
@@ -87,6 +89,12 @@ class Settings(BaseSettings):
         description="Seconds a send waits for the broker's confirm before answering 503.",
     )
 
+    worker_lease_seconds: float = Field(
+        4.0,
+        gt=0,
+        description="Seconds a worker that stopped heartbeating keeps its partitions (after a "
+        "kill -9, the others take them over then); workers heartbeat four times per lease.",
+    )
     worker_ops_host: str = Field(
         "127.0.0.1",
         description="Address a `chat worker` serves `/healthz`, `/readyz` and `/metrics` on.",

@@ -24,14 +24,24 @@ from aio_pika.exceptions import (
     ChannelInvalidStateError,
 )
 from pamqp.common import FieldTable
+from prometheus_client import Gauge
 
 from chat_adapters.delivery import Outcome, deliver_in_order
 from chat_adapters.rabbitmq.codec import decode, encode, partition_of
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
 from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.worker_group import WorkerGroup, assign_partitions
 
 log = logging.getLogger(__name__)
+
+PARTITIONS_HELD = Gauge(
+    "chat_worker_partitions_held",
+    "Broker partitions this worker is subscribed to (the worker group's share for it)",
+)
+PARTITION_HELD = Gauge(
+    "chat_worker_partition_held", "1 for each broker partition this worker holds", ["partition"]
+)
 
 # A publish lost with its connection or channel, as opposed to refused (nack, return).
 _CONNECTION_ERRORS = (
@@ -51,9 +61,14 @@ class RabbitMQBroker(MessageBroker):
     through the direct exchange ``{prefix}.messages`` with the partition as routing
     key. Each queue has single-active-consumer, so with many workers a partition is
     drained by one of them at a time, in order, and another takes over when it goes
-    away. A consumer holds up to ``batch_size`` unacknowledged messages per partition,
-    hands them on as one batch, and acks them only after the handler returned. A
-    failing message is retried in place (its room waits) and after ``max_attempts``
+    away. Which partitions a consumer subscribes to, the worker ``group`` decides: each
+    live worker gets an equal share, and the shares follow workers joining and leaving
+    (without a group, a consumer subscribes to every partition). Single-active-consumer
+    stays the fence: during a handover two workers may be subscribed, one consumes.
+
+    A consumer holds up to ``batch_size`` unacknowledged messages per partition, hands
+    them on as one batch, and acks them only after the handler returned. A failing
+    message is retried in place (its room waits) and after ``max_attempts``
     dead-lettered to ``{prefix}.dead`` and logged.
 
     Nothing connects before ``start()``, which returns at once: the robust connection
@@ -65,7 +80,7 @@ class RabbitMQBroker(MessageBroker):
         self,
         url: str,
         prefix: str = "chat",
-        partitions: int = 8,
+        partitions: int = 32,
         max_attempts: int = 5,
         publish_timeout: float = 5.0,
         *,
@@ -73,6 +88,7 @@ class RabbitMQBroker(MessageBroker):
         reconnect_interval: float = 2.0,
         close_timeout: float = 30.0,
         batch_size: int = 64,
+        group: WorkerGroup | None = None,
     ) -> None:
         if partitions < 1 or max_attempts < 1 or batch_size < 1:
             raise ValueError("partitions, max_attempts and batch_size must be at least 1")
@@ -81,6 +97,7 @@ class RabbitMQBroker(MessageBroker):
         self._max_attempts, self._publish_timeout = max_attempts, publish_timeout
         self._retry_backoff, self._reconnect_interval = retry_backoff, reconnect_interval
         self._close_timeout = close_timeout
+        self._group = group
         self._connection: AbstractRobustConnection | None = None
         self._exchange: AbstractExchange | None = None
         self._setup: asyncio.Task[None] | None = None
@@ -116,6 +133,8 @@ class RabbitMQBroker(MessageBroker):
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
+        if self._group is not None:  # its only user: it closes the group's connection
+            await self._group.close()
 
     async def check(self) -> None:
         connection = self._connection
@@ -158,75 +177,178 @@ class RabbitMQBroker(MessageBroker):
             raise Unavailable("message broker unavailable") from exc
 
     async def consume(self, handler: MessageBatchHandler) -> None:
-        """Run until ``close()``. If this call is cancelled instead (a hard stop), the
-        batches in hand are cancelled and their messages go back unacknowledged."""
+        """Run until ``close()``, consuming the partitions the worker group assigns to this
+        member, and following the group as workers join and leave. If this call is
+        cancelled instead (a hard stop), the batches in hand are cancelled and their
+        messages go back unacknowledged."""
         if self._closed:
             return
         done = asyncio.Event()
         self._consumers_done.append(done)
-        channels: list[AbstractChannel] = []
-        partitions = [_Partition() for _ in range(self._partitions)]
-        drains: list[asyncio.Task[None]] = []
+        held: dict[int, _Partition] = {}
+        releasing: dict[int, tuple[_Partition, asyncio.Task[None]]] = {}
         try:
             await self._ready_or_stopping()
-            if self._stopping.is_set():
-                return
-            drains = [asyncio.create_task(self._drain(p, handler)) for p in partitions]
-            while not channels:
-                try:
-                    channels = await self._subscribe(partitions)
-                except _CONNECTION_ERRORS as exc:
-                    # Lost the connection while subscribing: the robust connection
-                    # comes back by itself, so try again rather than end the worker.
-                    log.warning("cannot subscribe yet, retrying: %r", exc)
-                    await asyncio.sleep(self._reconnect_interval)
-            await self._stopping.wait()
-            for partition in partitions:
-                partition.arrived.set()  # graceful: each drain finishes its batch and ends
-            await asyncio.wait(drains, timeout=self._close_timeout)
+            if not self._stopping.is_set():
+                await self._follow_group(handler, held, releasing)
+            # Graceful: out of the group first, so that the others subscribe at their next
+            # heartbeat; then each partition finishes its batch in hand and is let go.
+            await self._leave_group()
+            for index in list(held):
+                partition = held.pop(index)
+                releasing[index] = (partition, asyncio.create_task(self._release(partition)))
+            if releasing:
+                await asyncio.wait([task for _, task in releasing.values()])
         finally:
-            for drain in drains:
-                drain.cancel()
-            await asyncio.gather(*drains, return_exceptions=True)
-            # Closing a channel hands every message delivered but not acknowledged back,
-            # to the head of its queue; single active consumer then lets another worker
-            # take the partition, in order.
-            for opened in channels:
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(5):
-                        await opened.close()
+            for _, task in releasing.values():
+                task.cancel()
+            await asyncio.gather(*(task for _, task in releasing.values()), return_exceptions=True)
+            for partition in [*held.values(), *(p for p, _ in releasing.values())]:
+                await self._abandon(partition)
+            _show_held(set(held) | set(releasing), set())
             done.set()
 
-    async def _subscribe(self, partitions: list[_Partition]) -> list[AbstractChannel]:
-        """A channel consuming each partition; the robust channels restore all this.
+    async def _follow_group(
+        self,
+        handler: MessageBatchHandler,
+        held: dict[int, _Partition],
+        releasing: dict[int, tuple[_Partition, asyncio.Task[None]]],
+    ) -> None:
+        """Heartbeat into the group and hold the partitions it assigns us, until stopping.
 
-        A channel of its own per partition, so that one ack with ``multiple`` settles a
-        whole batch: every earlier delivery on that channel is the partition's own.
+        Without an answer from the group for longer than a lease, hold every partition:
+        single-active-consumer still lets one worker at a time consume each, and the
+        partitions of a worker that died meanwhile are not left without a consumer.
         """
-        assert self._connection is not None
-        channels: list[AbstractChannel] = []
+        every = frozenset(range(self._partitions))
+        group = self._group
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # the group's last answer (or our start)
+        wanted: frozenset[int] = every if group is None else frozenset()
+        cut_off = False
+        while not self._stopping.is_set():
+            if group is not None:
+                try:
+                    members = await group.heartbeat()
+                except Unavailable as exc:
+                    if loop.time() - heard > group.lease_seconds and not cut_off:
+                        log.warning(
+                            "worker group unreachable for a whole lease (%s): subscribing to "
+                            "every partition, single-active-consumer fences each one",
+                            exc,
+                        )
+                        cut_off, wanted = True, every
+                else:
+                    if cut_off:
+                        log.warning("worker group reachable again: back to our share")
+                    heard, cut_off = loop.time(), False
+                    mine = assign_partitions(self._partitions, members).get(group.member_id)
+                    wanted = mine or frozenset()
+            await self._rebalance(wanted, handler, held, releasing)
+            interval = self._reconnect_interval if group is None else group.heartbeat_seconds
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    async def _rebalance(
+        self,
+        wanted: frozenset[int],
+        handler: MessageBatchHandler,
+        held: dict[int, _Partition],
+        releasing: dict[int, tuple[_Partition, asyncio.Task[None]]],
+    ) -> None:
+        for index, (_, task) in list(releasing.items()):
+            if task.done():
+                del releasing[index]
+        lost = sorted(set(held) - wanted)
+        for index in lost:
+            partition = held.pop(index)
+            releasing[index] = (partition, asyncio.create_task(self._release(partition)))
+        gained: list[int] = []
+        for index in sorted(wanted - set(held)):
+            if index in releasing:
+                continue  # still finishing its batch from before: take it next round
+            try:
+                held[index] = await self._hold(index, handler)
+            except _CONNECTION_ERRORS as exc:
+                # The robust connection comes back by itself: try again next round.
+                log.warning("cannot subscribe to partition %d yet, retrying: %r", index, exc)
+                break
+            gained.append(index)
+        if gained or lost:
+            log.info(
+                "partitions rebalanced: gained %s, released %s; holding %d: %s",
+                gained,
+                lost,
+                len(held),
+                sorted(held),
+                extra={"partitions_held": sorted(held)},
+            )
+            _show_held(set(lost), set(held))
+
+    async def _hold(self, index: int, handler: MessageBatchHandler) -> _Partition:
+        """Subscribe to one partition, on a channel of its own, and start handing it on.
+
+        A channel per partition, so that one ack with ``multiple`` settles a whole batch
+        (every earlier delivery on that channel is the partition's own), and so that
+        letting a partition go is closing its channel: what it had delivered and not
+        acknowledged goes back to the head of the queue, in order. The robust channel
+        restores the subscription after a reconnect.
+        """
+        partition = _Partition(index)
+        channel = self._new_channel(publisher_confirms=False)
         try:
-            for name, partition in zip(self.queue_names(), partitions, strict=True):
-                channel = self._new_channel(publisher_confirms=False)
-                channels.append(channel)
-                await channel
-                # Up to a batch in hand. aiormq runs every delivery in a task of its own,
-                # but ``_Partition.arrive`` only queues it, in delivery order; one drain
-                # per partition hands them on, so a room's messages never overtake.
-                await channel.set_qos(prefetch_count=self._batch_size)
-                queue = await channel.declare_queue(
-                    name, durable=True, arguments=self._queue_arguments()
-                )
-                await queue.consume(partition.arrive)
+            await channel
+            # Up to a batch in hand. aiormq runs every delivery in a task of its own, but
+            # ``_Partition.arrive`` only queues it, in delivery order; one drain per
+            # partition hands them on, so a room's messages never overtake.
+            await channel.set_qos(prefetch_count=self._batch_size)
+            queue = await channel.declare_queue(
+                self.queue_names()[index], durable=True, arguments=self._queue_arguments()
+            )
+            await queue.consume(partition.arrive)
         except BaseException:
-            for opened in channels:
-                with contextlib.suppress(Exception):
-                    await opened.close()
+            with contextlib.suppress(Exception):
+                await channel.close()
             raise
-        return channels
+        partition.channel = channel
+        partition.drain = asyncio.create_task(self._drain(partition, handler))
+        return partition
+
+    async def _release(self, partition: _Partition) -> None:
+        """Let a partition go: finish the batch in hand (within ``close_timeout``), then
+        close its channel so that single-active-consumer hands it to the next worker."""
+        partition.stop.set()
+        partition.arrived.set()
+        try:
+            if partition.drain is not None:
+                await asyncio.wait({partition.drain}, timeout=self._close_timeout)
+        finally:
+            await self._abandon(partition)
+
+    async def _abandon(self, partition: _Partition) -> None:
+        partition.stop.set()
+        if partition.drain is not None:
+            partition.drain.cancel()
+            await asyncio.gather(partition.drain, return_exceptions=True)
+        if partition.channel is not None:
+            # Closing hands every message delivered but not acknowledged back, to the
+            # head of the queue; single active consumer then lets another worker take
+            # the partition, in order.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(5):
+                    await partition.channel.close()
+
+    async def _leave_group(self) -> None:
+        if self._group is None:
+            return
+        try:
+            async with asyncio.timeout(self._group.heartbeat_seconds):
+                await self._group.leave()
+        except (Unavailable, TimeoutError) as exc:
+            log.warning("could not leave the worker group, our lease will run out: %s", exc)
 
     async def _drain(self, partition: _Partition, handler: MessageBatchHandler) -> None:
-        while not self._stopping.is_set():
+        while not partition.stop.is_set():
             if not partition.pending:
                 partition.arrived.clear()
                 await partition.arrived.wait()
@@ -252,7 +374,7 @@ class RabbitMQBroker(MessageBroker):
                 earlier_attempts=[_delivery_count(incoming) for incoming, _ in batch],
                 max_attempts=self._max_attempts,
                 retry_backoff=self._retry_backoff,
-                stopping=self._stopping,
+                stopping=partition.stop,
             )
             if all(outcome is Outcome.HANDLED for outcome in outcomes):
                 await _settle(batch[-1][0].ack(multiple=True))  # the whole batch at once
@@ -282,6 +404,7 @@ class RabbitMQBroker(MessageBroker):
                 await channel
                 self._exchange = await self._declare(channel)
                 self._ready.set()
+                await self._warn_of_queues_beyond_partitions()
                 return
             except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
                 # E.g. PRECONDITION_FAILED: queues declared earlier with other arguments.
@@ -317,6 +440,38 @@ class RabbitMQBroker(MessageBroker):
             await queue.bind(exchange, routing_key=str(i))
         return exchange
 
+    async def _warn_of_queues_beyond_partitions(self) -> None:
+        """Warn if queues of a larger partition count still hold messages.
+
+        Lowering ``partitions`` leaves ``{prefix}.messages.N`` for ``N >= partitions``
+        declared, and nobody consumes them any more (docs/scaling.md: drain first). They
+        were declared ``0..P-1``, so look from ``partitions`` up until one is missing.
+        """
+        assert self._connection is not None
+        try:
+            async with self._connection.channel() as channel:
+                index = self._partitions
+                while True:
+                    name = f"{self._prefix}.messages.{index}"
+                    try:
+                        queue = await channel.declare_queue(name, passive=True)
+                    except AMQPChannelError:
+                        return  # not found (it also closed the channel): none beyond
+                    waiting = queue.declaration_result.message_count or 0
+                    if waiting:
+                        log.warning(
+                            "queue %s holds %d messages but only partitions 0..%d are "
+                            "consumed (CHAT_RABBITMQ_PARTITIONS=%d): drain it with the "
+                            "earlier partition count, see docs/scaling.md",
+                            name,
+                            waiting,
+                            self._partitions - 1,
+                            self._partitions,
+                        )
+                    index += 1
+        except (AMQPError, ConnectionError, ChannelInvalidStateError) as exc:
+            log.info("could not look for queues beyond the partitions: %r", exc)
+
     def _queue_arguments(self) -> FieldTable:
         return {
             "x-queue-type": "quorum",
@@ -345,14 +500,27 @@ class RabbitMQBroker(MessageBroker):
 
 @dataclass
 class _Partition:
-    """The messages of one queue delivered to this consumer and not yet handed on."""
+    """One queue this consumer holds: what was delivered and not yet handed on."""
 
+    index: int
     pending: deque[AbstractIncomingMessage] = field(default_factory=deque)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # let go after the batch in hand
+    channel: AbstractChannel | None = None
+    drain: asyncio.Task[None] | None = None
 
     async def arrive(self, incoming: AbstractIncomingMessage) -> None:
         self.pending.append(incoming)
         self.arrived.set()
+
+
+def _show_held(lost: set[int], held: set[int]) -> None:
+    for index in lost - held:
+        with contextlib.suppress(KeyError):
+            PARTITION_HELD.remove(str(index))
+    for index in held:
+        PARTITION_HELD.labels(str(index)).set(1)
+    PARTITIONS_HELD.set(len(held))
 
 
 def _channel_open(incoming: AbstractIncomingMessage) -> bool:

@@ -1,0 +1,153 @@
+"""One contract for every WorkerGroup: in-process and Redis (members in separate processes).
+
+Each Redis test uses its own group name. "Members" are group instances: with Redis they
+share state as separate worker processes would; in memory they share one roster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from chat_adapters.memory.worker_group import InMemoryWorkerGroup
+from chat_adapters.redis.worker_group import RedisWorkerGroup
+from chat_domain.errors import Unavailable
+from chat_domain.ports.worker_group import WorkerGroup, assign_partitions
+from tests.support.processes import free_port
+from tests.support.services import REDIS, require
+
+Members = Callable[..., WorkerGroup]
+WAIT = 10.0
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def member(request: pytest.FixtureRequest) -> AsyncIterator[Members]:
+    """``member(lease_seconds=...)`` is one more member of one group."""
+    made: list[WorkerGroup] = []
+    if request.param == "memory":
+        first = InMemoryWorkerGroup()
+
+        def make(lease_seconds: float = 4.0) -> WorkerGroup:
+            group = first.another_member(lease_seconds)
+            made.append(group)
+            return group
+
+    else:
+        require(REDIS)
+        name = f"test-group-{uuid.uuid4().hex[:12]}"
+
+        def make(lease_seconds: float = 4.0) -> WorkerGroup:
+            group = RedisWorkerGroup(REDIS.url, name, lease_seconds=lease_seconds)
+            made.append(group)
+            return group
+
+    yield make
+    for group in made:
+        await group.leave()
+        await group.close()
+
+
+async def until_members(group: WorkerGroup, expected: set[str]) -> None:
+    """Heartbeat until the live members are ``expected`` (a lease running out is the event)."""
+
+    async def poll() -> None:
+        while True:
+            if set(await group.heartbeat()) == expected:
+                return
+            await asyncio.sleep(group.heartbeat_seconds)  # as a member beats: no event to await
+
+    await asyncio.wait_for(poll(), WAIT)
+
+
+async def test_a_member_alone_is_the_group_and_owns_every_partition(member: Members) -> None:
+    a = member()
+    assert await a.heartbeat() == [a.member_id]
+    assert assign_partitions(32, await a.heartbeat()) == {a.member_id: frozenset(range(32))}
+
+
+async def test_members_see_each_other_sorted(member: Members) -> None:
+    a, b, c = member(), member(), member()
+    await a.heartbeat()
+    await b.heartbeat()
+    seen = await c.heartbeat()
+    assert seen == sorted([a.member_id, b.member_id, c.member_id])
+    assert await a.heartbeat() == seen
+    assert len(set(seen)) == 3  # ids are unique
+
+
+async def test_a_member_that_leaves_is_gone_at_once_and_can_come_back(member: Members) -> None:
+    a, b = member(), member()
+    await a.heartbeat()
+    await b.heartbeat()
+    await b.leave()
+    assert await a.heartbeat() == [a.member_id]
+    await b.heartbeat()
+    assert set(await a.heartbeat()) == {a.member_id, b.member_id}
+
+
+async def test_a_silent_member_expires_after_its_lease(member: Members) -> None:
+    a, silent = member(), member(lease_seconds=0.3)
+    await silent.heartbeat()
+    assert set(await a.heartbeat()) == {a.member_id, silent.member_id}
+    await until_members(a, {a.member_id})  # silent never beats again: its lease runs out
+    assert await silent.heartbeat() == sorted([a.member_id, silent.member_id])  # it rejoins
+
+
+async def test_members_agree_on_a_balanced_disjoint_assignment(member: Members) -> None:
+    group = [member() for _ in range(3)]
+    for m in group:
+        await m.heartbeat()
+    views = [assign_partitions(32, await m.heartbeat()) for m in group]
+    assert views[0] == views[1] == views[2]
+    owned = [views[0][m.member_id] for m in group]
+    assert sorted(p for mine in owned for p in mine) == list(range(32))  # each once
+    assert max(map(len, owned)) - min(map(len, owned)) <= 1
+
+
+async def test_unreachable_redis_is_unavailable() -> None:
+    group = RedisWorkerGroup(f"redis://127.0.0.1:{free_port()}/0", "nowhere", lease_seconds=1)
+    try:
+        with pytest.raises(Unavailable):
+            await group.heartbeat()
+        with pytest.raises(Unavailable):
+            await group.leave()
+    finally:
+        await group.close()
+
+
+# --- the assignment every member computes (pure) ----------------------------------
+
+
+def names(count: int) -> list[str]:
+    return [f"host-{i}-{uuid.uuid5(uuid.NAMESPACE_DNS, str(i)).hex[:6]}" for i in range(count)]
+
+
+@pytest.mark.parametrize("partitions", [1, 7, 8, 32, 100])
+@pytest.mark.parametrize("count", [1, 2, 3, 5, 8, 40])
+def test_assignment_is_balanced_within_one_and_covers_each_partition_once(
+    partitions: int, count: int
+) -> None:
+    assigned = assign_partitions(partitions, names(count))
+    sizes = [len(owned) for owned in assigned.values()]
+    assert set(assigned) == set(names(count))
+    assert max(sizes) - min(sizes) <= 1
+    assert sorted(p for owned in assigned.values() for p in owned) == list(range(partitions))
+
+
+def test_assignment_does_not_depend_on_the_order_members_are_listed() -> None:
+    members = names(5)
+    assert assign_partitions(32, members) == assign_partitions(32, list(reversed(members)))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 6])
+def test_a_member_joining_moves_about_its_share_not_the_whole_layout(count: int) -> None:
+    before = assign_partitions(32, names(count))
+    after = assign_partitions(32, names(count + 1))
+    owner_before = {p: m for m, owned in before.items() for p in owned}
+    owner_after = {p: m for m, owned in after.items() for p in owned}
+    moved = sum(owner_before[p] != owner_after[p] for p in range(32))
+    share = -(-32 // (count + 1))  # what the newcomer must take at least
+    assert moved <= 2 * share  # contiguous ranges would move about half of them
