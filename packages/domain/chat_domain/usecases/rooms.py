@@ -18,6 +18,7 @@ from chat_domain.errors import Conflict, Forbidden, InvalidInput, LimitExceeded,
 from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.text import is_id
 from chat_domain.usecases.access import require_member
 
 MEMBER_ADDED = "room:member_added"
@@ -32,6 +33,8 @@ class RoomDetails:
 
 async def _require_users(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     for user_id in user_ids:
+        if not is_id(user_id):
+            raise InvalidInput("member_ids: unknown user")  # not echoed: it is no id
         if await uow.users.get(user_id) is None:
             raise InvalidInput(f"member_ids: unknown user {user_id}")
 
@@ -103,6 +106,8 @@ class OpenDirectRoom:
         if len(others) != 1:
             raise InvalidInput("member_ids: a direct room needs exactly one other user")
         (other_id,) = others
+        if not is_id(other_id):
+            raise InvalidInput("member_ids: unknown user")
         key = Room.direct_key_for(creator_id, other_id)
         pair = (creator_id, other_id)
         try:
@@ -190,7 +195,7 @@ class AddMember:
             room, _ = await require_member(uow, room_id, actor_id)
             if room.kind is RoomKind.DIRECT:
                 raise Forbidden("a direct room has exactly its two users")
-            user = await uow.users.get(user_id)
+            user = await uow.users.get(user_id) if is_id(user_id) else None
             if user is None:
                 raise NotFound("user not found")
             existing = await uow.rooms.get_membership(room_id, user_id)
@@ -219,7 +224,7 @@ class RemoveMember:
             _, actor = await require_member(uow, room_id, actor_id)
             if user_id != actor_id and not actor.is_owner:
                 raise Forbidden("only the room's owner may remove another member")
-            if await uow.rooms.get_membership(room_id, user_id) is None:
+            if not is_id(user_id) or await uow.rooms.get_membership(room_id, user_id) is None:
                 raise NotFound("member not found")
             member_ids = await uow.rooms.member_ids(room_id)
             await uow.rooms.remove_member(room_id, user_id)

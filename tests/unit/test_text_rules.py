@@ -1,0 +1,256 @@
+"""The text rules of chat_domain.text: what every use case refuses before any port is called,
+and what it accepts unchanged (tests/contract/test_storage.py stores that on every adapter)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+
+from chat_domain.entities import (
+    DISPLAY_NAME_MAX,
+    MESSAGE_BODY_MAX,
+    ROOM_NAME_MAX,
+    normalise_body,
+    normalise_display_name,
+    normalise_room_name,
+)
+from chat_domain.errors import InvalidInput, NotFound, Unauthorized
+from chat_domain.text import is_id, lookalike_key
+from chat_domain.usecases.auth import LogIn, RegisterUser, SearchUsers
+from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage
+from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, OpenDirectRoom, RemoveMember
+from tests.unit.conftest import PASSWORD, World
+
+# Text no use case may accept: each is refused with a validation error, whatever the field.
+REFUSED_EVERYWHERE = {
+    "NUL": "x\x00y",
+    "NUL alone": "\x00",
+    "C0 control": "a\x01b",
+    "escape": "a\x1b[31mred",
+    "DEL": "a\x7fb",
+    "C1 control": "a\x9bb",
+    "next line (C1)": "a\x85b",
+    "lone high surrogate": "\ud800",
+    "lone low surrogate": "a\udfffb",
+    "right-to-left override": "abc\u202edcba",
+    "left-to-right embedding": "a\u202ab",
+    "pop directional formatting": "a\u202cb",
+    "right-to-left isolate": "a\u2067b\u2069",
+    "first strong isolate": "a\u2068b",
+    "zero-width space only": "\u200b",
+    "zero-width mix only": "\u200b\u200c\u200d\u2060\ufeff",
+    "whitespace and zero-width only": " \u200b \u00a0 ",
+    "hangul filler only": "\u3164",
+    "braille blank only": "\u2800",
+    "combining mark only": "\u0301",
+    "empty": "",
+    "spaces only": "   ",
+}
+# Also refused in names (display name, room name), though fine in a body.
+REFUSED_IN_NAMES_ONLY = {
+    "newline": "a\nb",
+    "tab": "a\tb",
+    "zero-width space inside": "al\u200bice",
+    "zero-width joiner inside": "a\u200db",
+    "soft hyphen": "a\u00adb",
+    "right-to-left mark": "a\u200fb",
+    "line separator": "a\u2028b",
+    "hangul filler inside": "alice\u3164",
+}
+
+# Accepted, and given back exactly as sent (already trimmed and normalised).
+ACCEPTED_BODIES = {
+    "Hebrew with a right-to-left mark": "\u05e9\u05dc\u05d5\u05dd \u200f\u05e2\u05d5\u05dc\u05dd",
+    "Arabic": "\u0645\u0631\u062d\u0628\u0627 \u0628\u0627\u0644\u0639\u0627\u0644\u0645",
+    "4-byte emoji and a ZWJ family": (
+        "\U0001f600 \U0001f44d\U0001f3fd \U0001f468\u200d\U0001f469\u200d\U0001f467"
+    ),
+    "combining marks": "e\u0301 n\u0303 Z\u0336\u0334a\u0335",
+    "newline and tab inside": "line one\n\tline two",
+    "CJK": "\u4f60\u597d\uff0c\u4e16\u754c",
+    "no-break space inside": "100\u00a0km",
+    "private use": "\ue000 logo",
+    "quotes and markup": "' OR 1=1 -- <script>alert(1)</script> %s%n \\",
+    "longest, all 4-byte": "\U0001f600" * MESSAGE_BODY_MAX,
+}
+ACCEPTED_NAMES = {
+    "Arabic": "\u0645\u062d\u0645\u062f",
+    "Hebrew": "\u05d3\u05d5\u05d3",
+    "composed accents": "Zo\u00eb Fran\u00e7ois",
+    "CJK": "\u674e\u5c0f\u9f8d",
+    "emoji": "\U0001f389 party",
+}
+
+
+class PortsMustNotBeCalled:
+    """Stands in for every port of a use case: any use of it fails the test."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"a port was used ({name}) before the text was checked")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a port was used before the text was checked")
+
+
+NO_PORT: Any = cast(Any, PortsMustNotBeCalled())
+
+
+def cases(*tables: dict[str, str]) -> Any:
+    return pytest.mark.parametrize(
+        "text", [pytest.param(text, id=name) for table in tables for name, text in table.items()]
+    )
+
+
+@cases(REFUSED_EVERYWHERE)
+async def test_a_body_that_breaks_the_rules_is_refused_before_any_port(text: str) -> None:
+    with pytest.raises(InvalidInput) as sent:
+        await SendMessage(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("u", "r", text)
+    with pytest.raises(InvalidInput) as edited:
+        await EditMessage(NO_PORT, NO_PORT, NO_PORT)("u", "r", "m", text)
+    for error in (sent.value, edited.value):
+        assert error.code == "validation_error"
+        assert error.message.startswith("body: ")
+        # The offending character is named by its code point, never echoed back.
+        assert not any(ch in error.message for ch in text if not ch.isascii())
+        assert "\x00" not in error.message
+
+
+@cases(REFUSED_EVERYWHERE, REFUSED_IN_NAMES_ONLY)
+async def test_a_room_name_that_breaks_the_rules_is_refused_before_any_port(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^name: "):
+        await CreateGroupRoom(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("u", text, [])
+
+
+@cases(
+    {k: v for k, v in REFUSED_EVERYWHERE.items() if v.strip()},  # blank: the username is used
+    REFUSED_IN_NAMES_ONLY,
+)
+async def test_a_display_name_that_breaks_the_rules_is_refused_before_any_port(
+    text: str,
+) -> None:
+    with pytest.raises(InvalidInput, match=r"^display_name: "):
+        await RegisterUser(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("mallory", PASSWORD, text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("x\x00y", "a\x1b", "a\x7f", "\x85", "\ud800", "a\u202eb", "a\u2066b", "\u200b"),
+        *("a\u00adb", "a\nb", "a\tb", "", "k" * 65),
+    ],
+)
+async def test_a_client_msg_id_with_refused_text_is_refused_before_any_port(text: str) -> None:
+    with pytest.raises(InvalidInput, match=r"^client_msg_id: "):
+        await SendMessage(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("u", "r", "hi", text)
+
+
+@pytest.mark.parametrize("username", ["a\x00b", "alice\x00", "\u202ealice", "\ud800", "a" * 64])
+async def test_login_with_a_username_no_account_can_have_is_unauthorized_without_a_lookup(
+    username: str,
+) -> None:
+    with pytest.raises(Unauthorized) as refused:
+        await LogIn(NO_PORT, NO_PORT, NO_PORT)(username, PASSWORD)
+    # The same answer as for an unknown user or a wrong password: nothing to probe.
+    assert refused.value.message == "invalid username or password"
+
+
+async def test_user_search_refuses_controls_and_finds_no_one_for_impossible_prefixes() -> None:
+    search = SearchUsers(NO_PORT)
+    for refused in ("a\x00", "\x1b", "a\u202e", "\ud800"):
+        with pytest.raises(InvalidInput, match=r"^q: "):
+            await search(refused)
+    for impossible in ("\u00e9", "a b", "%", "a" * 33, "\U0001f600"):
+        assert await search(impossible) == []
+
+
+@pytest.mark.parametrize("bad_id", ["a\x00b", "\x00", "", "a b", "a/b", "\u202e", "x" * 65])
+async def test_ids_that_cannot_exist_are_not_found_before_any_port(bad_id: str) -> None:
+    assert not is_id(bad_id)
+    with pytest.raises(NotFound):
+        await SendMessage(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("u", bad_id, "hi")
+
+
+async def test_ids_that_cannot_exist_are_not_found_or_unknown_in_every_use_case(
+    world: World,
+) -> None:
+    alice, bob = await world.user("alice"), await world.user("bob")
+    room = await world.room(alice, bob)
+    message = await world.message(alice, room)
+    bad = "a\x00b"
+    with pytest.raises(NotFound, match="room"):
+        await EditMessage(world.storage, world.notifier, world.clock)(alice.id, bad, "m", "x")
+    with pytest.raises(NotFound, match="message"):
+        await EditMessage(world.storage, world.notifier, world.clock)(alice.id, room.id, bad, "x")
+    with pytest.raises(NotFound, match="message"):
+        await DeleteMessage(world.storage, world.notifier)(alice.id, room.id, bad)
+    with pytest.raises(NotFound, match="user"):
+        await AddMember(world.storage, world.notifier, world.clock)(alice.id, room.id, bad)
+    with pytest.raises(NotFound, match="member"):
+        await RemoveMember(world.storage, world.notifier)(alice.id, room.id, bad)
+    with pytest.raises(InvalidInput, match="member_ids"):
+        await CreateGroupRoom(world.storage, world.notifier, world.clock, world.ids)(
+            alice.id, "r", [bad]
+        )
+    with pytest.raises(InvalidInput, match="member_ids"):
+        await OpenDirectRoom(world.storage, world.notifier, world.clock, world.ids)(alice.id, [bad])
+    assert message.seq == 1  # and the room is as it was
+
+
+@cases(ACCEPTED_BODIES)
+def test_accepted_bodies_come_back_unchanged(text: str) -> None:
+    assert normalise_body(text) == text
+
+
+@cases(ACCEPTED_NAMES)
+def test_accepted_names_come_back_unchanged(text: str) -> None:
+    assert normalise_display_name(text, "someone") == text
+    assert normalise_room_name(text) == text
+
+
+def test_names_are_nfkc_with_one_space_between_words_and_counted_after_normalising() -> None:
+    assert normalise_display_name("  \uff21\uff4c\uff49\uff43\uff45 \u3000 B  ", "u") == "Alice B"
+    assert normalise_room_name("cafe\u0301") == "caf\u00e9"
+    assert normalise_display_name("\U0001f600" * DISPLAY_NAME_MAX, "u") == "\U0001f600" * 64
+    assert normalise_room_name("\U0001f389" * ROOM_NAME_MAX) == "\U0001f389" * ROOM_NAME_MAX
+    # U+FDFA is one code point that NFKC spells in 18: the limit applies to what is stored.
+    with pytest.raises(InvalidInput, match="at most 64"):
+        normalise_display_name("\ufdfa" * 4, "u")
+    assert normalise_display_name(None, "alice") == normalise_display_name("  ", "alice")
+
+
+def test_a_body_keeps_newlines_and_tabs_and_makes_line_endings_lf() -> None:
+    assert normalise_body("  one\r\ntwo\rthree\n\tfour  ") == "one\ntwo\nthree\n\tfour"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",
+        "Alice",
+        "ALICE",
+        "@alice",
+        " alice ",
+        "\uff41\uff4c\uff49\uff43\uff45",  # fullwidth
+        "\u0430lice",  # Cyrillic a
+        "\u0251lice",  # Latin alpha
+        "al\u0456ce",  # Cyrillic i
+        "alic\u0301e",  # combining accent
+        "\U0001d41a\U0001d425\U0001d422\U0001d41c\U0001d41e",  # mathematical bold
+    ],
+)
+def test_look_alikes_of_a_username_read_as_it(name: str) -> None:
+    assert lookalike_key(name) == "alice"
+
+
+async def test_a_display_name_that_passes_for_another_users_username_is_refused(
+    world: World,
+) -> None:
+    await world.user("alice")
+    register = RegisterUser(world.storage, world.hasher, world.clock, world.ids)
+    for name in ("alice", "Alice", "@alice", "\u0430lice", "\uff41\uff4c\uff49\uff43\uff45"):
+        with pytest.raises(InvalidInput, match=r"^display_name: looks like another user"):
+            await register("mallory", PASSWORD, name)
+    # A name of its own, or one's own username in any case, is fine.
+    assert (await register("mallory", PASSWORD, "Alice Liddell")).display_name == "Alice Liddell"
+    assert (await register("bob", PASSWORD, "BOB")).display_name == "BOB"
