@@ -82,7 +82,7 @@ async def test_a_display_name_that_breaks_the_rules_is_refused_before_any_port(
     "text",
     [
         *("x\x00y", "a\x1b", "a\x7f", "\x85", "\ud800", "a\u202eb", "a\u2066b", "\u200b"),
-        *("a\u00adb", "a\nb", "a\tb", "", "k" * 65),
+        *("a\u00adb", "a\nb", "a\tb", "", "k" * 65, "   ", "\u0301", "\u3164"),
     ],
 )
 async def test_a_client_msg_id_with_refused_text_is_refused_before_any_port(text: str) -> None:

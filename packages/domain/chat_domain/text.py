@@ -152,10 +152,13 @@ def lookalike_key(name: str) -> str:
 
 def client_token(raw: str, max_length: int, field: str) -> str:
     """An opaque string a client chooses (``client_msg_id``): 1..``max_length`` code points,
-    no control, surrogate, format or bidi character (it is part of a derived message id)."""
+    no control, surrogate, format or bidi character (it is part of a derived message id),
+    something visible in it, as in a name."""
     if not 1 <= len(raw) <= max_length:
         raise InvalidInput(f"{field}: must be 1..{max_length} characters")
     _check_refused(field, raw, _refused_in_name)
+    if not any(_visible(ch) for ch in raw):
+        raise InvalidInput(f"{field}: must show at least one character")
     return raw
 
 
