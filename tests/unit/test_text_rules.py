@@ -3,19 +3,21 @@ and what it accepts unchanged (tests/contract/test_storage.py stores that on eve
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any, cast
 
 import pytest
 
 from chat_domain.entities import (
     DISPLAY_NAME_MAX,
+    MESSAGE_BODY_MAX,
     ROOM_NAME_MAX,
     normalise_body,
     normalise_display_name,
     normalise_room_name,
 )
 from chat_domain.errors import InvalidInput, NotFound, Unauthorized
-from chat_domain.text import is_id, lookalike_key
+from chat_domain.text import is_id, lookalike_key, message_body
 from chat_domain.usecases.auth import LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage
 from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, OpenDirectRoom, RemoveMember
@@ -199,3 +201,22 @@ async def test_a_display_name_that_passes_for_another_users_username_is_refused(
     # A name of its own, or one's own username in any case, is fine.
     assert (await register("mallory", PASSWORD, "Alice Liddell")).display_name == "Alice Liddell"
     assert (await register("bob", PASSWORD, "BOB")).display_name == "BOB"
+
+
+def test_the_body_rule_refuses_exactly_controls_but_lf_and_tab_surrogates_and_bidi() -> None:
+    """The body check is one regular expression (it runs on every send); it must say what
+    the rule says: for every code point of the BMP, where all refused ones are, and a
+    spread of the others (up to U+10FFFF)."""
+    bidi = {*range(0x202A, 0x202F), *range(0x2066, 0x206A)}
+    for code in [*range(0x10000), *range(0x10000, 0x110000, 0x101), 0x10FFFF]:
+        ch = chr(code)
+        refused = ch not in "\n\t\r" and (  # CR becomes LF
+            unicodedata.category(ch) in ("Cc", "Cs") or code in bidi
+        )
+        try:
+            message_body(f"a{ch}b", MESSAGE_BODY_MAX)
+        except InvalidInput as error:
+            assert refused, hex(code)
+            assert not refused or f"U+{code:04X}" in error.message, (hex(code), error.message)
+        else:
+            assert not refused, hex(code)

@@ -35,7 +35,6 @@ BIDI_CONTROLS = frozenset(
 # Letters (category Lo) and a mark that render as blank space: names made of them pass
 # for empty, and they are the usual trick to look like someone else's name plus nothing.
 BLANK_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f")
-BODY_CONTROLS_ALLOWED = frozenset("\n\t")
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Mn", "Me", "Zs", "Zl", "Zp"})
 
 # Ids are made by the server (UUIDs); what a client names in a path or a payload either
@@ -75,8 +74,12 @@ def _refused_anywhere(ch: str) -> bool:
     return category == "Cs" or category == "Cc" or ch in BIDI_CONTROLS
 
 
-def _refused_in_body(ch: str) -> bool:
-    return ch not in BODY_CONTROLS_ALLOWED and _refused_anywhere(ch)
+# What a body refuses, as one character class: Cc is exactly U+0000..U+001F and
+# U+007F..U+009F, Cs U+D800..U+DFFF. Every send is checked, so this runs in C: a
+# per-character unicodedata loop cost 30 us for 50 characters and 2 ms for 4000.
+_REFUSED_IN_BODY = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]"
+)
 
 
 def _refused_in_name(ch: str) -> bool:
@@ -117,7 +120,9 @@ def message_body(raw: str, max_length: int, field: str = "body") -> str:
     """A message body as stored: line endings made LF, trimmed, 1..``max_length`` code
     points, showing at least one character, nothing refused (see the module)."""
     body = raw.replace("\r\n", "\n").replace("\r", "\n")
-    _check_refused(field, body, _refused_in_body)
+    refused = _REFUSED_IN_BODY.search(body)
+    if refused is not None:
+        _check_refused(field, refused[0], _refused_anywhere)
     body = body.strip()
     if not 1 <= len(body) <= max_length:
         raise InvalidInput(f"{field}: must be 1..{max_length} characters")
