@@ -40,7 +40,7 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Mn", "Me", "Zs", "Zl", "Zp
 # Ids are made by the server (UUIDs); what a client names in a path or a payload either
 # has this shape or cannot exist, and is answered "not found" without asking storage.
 ID_MAX = 64
-_ID = re.compile(r"[A-Za-z0-9._:\-]{1,64}")
+_ID = re.compile(rf"[A-Za-z0-9._:\-]{{1,{ID_MAX}}}")
 # What a username can start with: a user search for anything else finds no one.
 _USERNAME_PREFIX = re.compile(r"[a-z0-9_.\-]{0,32}")
 
