@@ -201,10 +201,11 @@ def test_no_server_error_and_errors_have_the_contract_shape(
             failures.append(f"{operation.label} (text corpus): {exc}")
 
     total = sum(cases.values())
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
+    report = REPORT.with_name(f"openapi-cases-{server.name}.json")  # one per storage
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(
         json.dumps({"total": total, "failures": failures, "by_pass": cases}, indent=2)
     )
-    print(f"\nschemathesis: {total} cases over {len(operations)} operations ({REPORT})")
+    print(f"\nschemathesis: {total} cases over {len(operations)} operations ({report})")
     assert total >= len(operations) * (MAX_EXAMPLES + len(TEXT_CORPUS))
     assert not failures, "\n\n".join(failures)
