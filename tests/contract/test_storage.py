@@ -14,6 +14,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,10 +37,27 @@ from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.migrate import migrate
 from chat_adapters.sql.tables import metadata
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
-from chat_domain.entities import Block, Membership, Message, Role, Room, RoomKind, User
+from chat_domain.entities import (
+    Block,
+    Membership,
+    Message,
+    Role,
+    Room,
+    RoomKind,
+    User,
+    normalise_body,
+    normalise_display_name,
+    normalise_room_name,
+)
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import UnitOfWorkFactory
 from tests.support.services import POSTGRES, require
+from tests.support.text_corpus import (
+    ACCEPTED_BODIES,
+    ACCEPTED_NAMES,
+    LONGEST_DISPLAY_NAME,
+    LONGEST_ROOM_NAME,
+)
 
 T = TypeVar("T")
 # Fixed, whole-millisecond times in the past: every backend must give them back unchanged.
@@ -621,6 +639,63 @@ async def test_page_cursors_and_has_more(storage: UnitOfWorkFactory) -> None:
             [],
             False,
         )
+
+
+# --- text the domain accepts ------------------------------------------------------------
+
+
+async def test_every_text_the_domain_accepts_comes_back_unchanged(
+    storage: UnitOfWorkFactory,
+) -> None:
+    """chat_domain.text's accepted corpus, through every way text is written and read: names
+    of users and rooms, bodies stored one by one, in a batch, edited, and read back by id, by
+    page, by username, in a room list and a member list. The domain's own normalisation must
+    leave each text as it is, so what is stored here is what a use case would store."""
+    bodies = list(ACCEPTED_BODIES.values())
+    names = [*ACCEPTED_NAMES.values(), LONGEST_DISPLAY_NAME]
+    assert [normalise_body(b) for b in bodies] == bodies
+    assert [normalise_display_name(n, "x") for n in names] == names
+    assert normalise_room_name(LONGEST_ROOM_NAME) == LONGEST_ROOM_NAME
+
+    users = [
+        User(new_id(), f"{'u' * 29}{i:03d}", name, T0, "$argon2id$not-a-real-hash")
+        for i, name in enumerate(names)
+    ]
+    room = Room(new_id(), LONGEST_ROOM_NAME, RoomKind.GROUP, T0)
+    async with storage() as uow:
+        for user in users:
+            await uow.users.add(user)
+        await uow.rooms.add(room)
+        await uow.rooms.add_member(Membership(room.id, users[0].id, Role.OWNER, T0))
+        await uow.commit()
+    for user in users:
+        assert await read(storage, lambda uow, u=user: uow.users.get(u.id)) == user
+        assert await read(storage, lambda uow, u=user: uow.users.get_by_username(u.username)) == (
+            user
+        )
+    assert await read(storage, lambda uow: uow.rooms.get(room.id)) == room
+
+    sender = users[0]
+    one_by_one = await store(storage, room, sender, bodies[0])
+    batch = [draft(room, sender, body) for body in bodies]
+    batch = [replace(m, client_msg_id="k" * 63 + str(i % 10)) for i, m in enumerate(batch)]
+    stored, _ = await storage.store_new_messages({room.id: batch})
+    assert [m.body for m in stored] == bodies
+    edited = stored[0].edited(bodies[-1], T0 + timedelta(minutes=1))
+    async with storage() as uow:
+        await uow.messages.update(edited)
+        await uow.commit()
+
+    page, _ = await read(
+        storage, lambda uow: uow.messages.page(room.id, after_seq=0, before_seq=None, limit=50)
+    )
+    assert page == [one_by_one, edited, *stored[1:]]
+    assert [m.client_msg_id for m in page[1:]] == [m.client_msg_id for m in batch]
+    [summary] = await read(storage, lambda uow: uow.rooms.summaries_for(sender.id))
+    assert summary.room.name == LONGEST_ROOM_NAME
+    assert summary.last_message == stored[-1]
+    [member] = await read(storage, lambda uow: uow.rooms.members(room.id))
+    assert member.username == sender.username
 
 
 # --- room list ----------------------------------------------------------------------------

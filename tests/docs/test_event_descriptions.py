@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 import yaml
 
 from chat_bootstrap.container import build_container
@@ -92,8 +93,14 @@ def _registered_client_events(tmp_path: Path) -> set[str]:
         secret_key="x" * 48,  # type: ignore[arg-type]
     )
     container = build_container(settings, role="server")
-    create_app(container)
-    sio: Any = container.socketio_server()
+    # A server sets its JSON module on python-socketio's Packet class, for every client and
+    # server of this process: put back the default so later tests' clients are unaffected.
+    default_json = socketio.packet.Packet.json
+    try:
+        create_app(container)
+        sio: Any = container.socketio_server()
+    finally:
+        socketio.packet.Packet.json = default_json
     names = set(sio.handlers.get("/", {}))
     for namespace in getattr(sio, "namespace_handlers", {}).values():
         names |= {name[3:] for name in dir(namespace) if name.startswith("on_")}

@@ -8,18 +8,40 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import Account, Api, Socket
+from tests.support.cluster import embedded_on_postgres
 from tests.support.processes import ChatProcess, chat_serve
+from tests.support.services import POSTGRES, require
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
-    """One embedded `chat serve` per test module, started exactly as a new user would: no
-    configuration at all, in an empty working directory (SQLite lands in ./var/)."""
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """One embedded `chat serve`, started exactly as a new user would: no configuration at
+    all, in an empty working directory (SQLite lands in ./var/)."""
     workdir: Path = tmp_path_factory.mktemp("embedded")
     process = chat_serve(workdir).start()
     yield process
     code = process.stop()
     assert code == 0, f"server did not stop cleanly ({code}):\n{process.log()}"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """One embedded `chat serve` per test module."""
+    yield from embedded_server(tmp_path_factory)
+
+
+# A module whose tests should also run on PostgreSQL storage (the SQL adapters differ in
+# what text they hold) overrides ``server`` with params=STORAGES and ``served_on``.
+STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+def served_on(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """An embedded `chat serve` storing to SQLite or to a fresh PostgreSQL database."""
+    if storage == "sqlite":
+        yield from embedded_server(tmp_path_factory)
+        return
+    require(POSTGRES)
+    with embedded_on_postgres(tmp_path_factory.mktemp("embedded-postgres")) as process:
+        yield process
 
 
 @pytest.fixture

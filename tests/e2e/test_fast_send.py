@@ -133,6 +133,11 @@ async def test_every_kind_of_send_is_answered_alike_by_the_lane_and_by_quart(
         ("garbage token", path, b'{"body": "hi"}', {"Authorization": "Bearer nope"}, 401),
         ("not a member", path, b'{"body": "hi"}', stranger, 404),
         ("no such room", "/api/v1/rooms/nope/messages", b'{"body": "hi"}', alice, 404),
+        ("NUL in the body", path, b'{"body": "x\\u0000y"}', alice, 422),
+        ("bidi override in the body", path, b'{"body": "a\\u202eb"}', alice, 422),
+        ("lone surrogate in the body", path, b'{"body": "\\ud800"}', alice, 400),
+        ("NUL in client_msg_id", path, b'{"body": "hi", "client_msg_id": "\\u0000"}', alice, 422),
+        ("NUL in the room id", "/api/v1/rooms/a%00b/messages", b'{"body": "hi"}', alice, 404),
     ]  # fmt: skip
     for name, case_path, content, headers, status in cases:
         lane, via_quart = await both_ways(client, quart, case_path, content, headers)

@@ -116,3 +116,17 @@ def cluster(
             yield c
         finally:
             c.stop()
+
+
+@contextmanager
+def embedded_on_postgres(workdir: Path) -> Iterator[ChatProcess]:
+    """One `chat serve` as embedded as it gets (in-memory broker, its own worker) but storing
+    to a fresh PostgreSQL database: what differs between the SQL adapters shows end to end."""
+    with fresh_database() as url:
+        env = {"CHAT_DATABASE_URL": url, "CHAT_AUTO_MIGRATE": "true"}
+        server = chat_serve(workdir, env, name="server-postgres").start()
+        try:
+            yield server
+        finally:
+            code = server.stop()
+            assert code == 0, f"server did not stop cleanly ({code}):\n{server.log()}"

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from chat_domain.errors import InvalidInput
+from chat_domain.text import message_body, name_text
 
 USERNAME_RE = re.compile(r"^[a-z0-9_.\-]{3,32}$")
 PASSWORD_MIN, PASSWORD_MAX = 8, 128
@@ -29,24 +30,20 @@ def check_password(password: str) -> None:
 
 
 def normalise_display_name(raw: str | None, username: str) -> str:
-    name = (raw or "").strip() or username
-    if len(name) > DISPLAY_NAME_MAX:
-        raise InvalidInput(f"display_name: must be at most {DISPLAY_NAME_MAX} characters")
-    return name
+    """The name shown for a user (their username if none is given). That it must not pass
+    for another user's username is checked where users are known (``RegisterUser``)."""
+    return name_text(raw or "", DISPLAY_NAME_MAX, "display_name") or username
 
 
 def normalise_room_name(raw: str) -> str:
-    name = raw.strip()
-    if not 1 <= len(name) <= ROOM_NAME_MAX:
+    name = name_text(raw, ROOM_NAME_MAX, "name")
+    if not name:
         raise InvalidInput(f"name: must be 1..{ROOM_NAME_MAX} characters")
     return name
 
 
 def normalise_body(raw: str) -> str:
-    body = raw.strip()
-    if not 1 <= len(body) <= MESSAGE_BODY_MAX:
-        raise InvalidInput(f"body: must be 1..{MESSAGE_BODY_MAX} characters")
-    return body
+    return message_body(raw, MESSAGE_BODY_MAX)
 
 
 class RoomKind(StrEnum):

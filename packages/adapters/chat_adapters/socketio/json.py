@@ -6,6 +6,7 @@ orjson returns bytes and knows no ``separators``, hence this small shim.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -18,4 +19,10 @@ class OrjsonForSocketIO:
 
     @staticmethod
     def loads(data: str | bytes, **_: Any) -> Any:
-        return orjson.loads(data)
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson refuses a lone surrogate ("\ud800"), which JSON allows; the packet was
+            # then dropped unanswered. Read it as the stdlib does: the event reaches its
+            # handler, whose ack refuses the text like any other text the domain refuses.
+            return json.loads(data)

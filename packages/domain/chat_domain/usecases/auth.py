@@ -6,17 +6,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from chat_domain.entities import (
+    USERNAME_RE,
     User,
     normalise_display_name,
     normalise_username,
 )
-from chat_domain.errors import Conflict, Unauthorized
+from chat_domain.errors import Conflict, InvalidInput, Unauthorized
 from chat_domain.password_rules import check_new_password
 from chat_domain.ports.admission import Admission
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
-from chat_domain.ports.storage import UnitOfWorkFactory
+from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.text import lookalike_key, username_prefix
 
 USER_SEARCH_LIMIT = 20
 
@@ -47,6 +49,7 @@ class RegisterUser:
         async with self._uow.reading() as uow:
             if await uow.users.get_by_username(username):
                 raise Conflict("username: already taken")
+            await _refuse_impersonation(uow, name, username)
         # Hash outside the transaction: it is slow on purpose.
         if self._admission is None:
             password_hash = await self._hasher.hash(password)
@@ -58,6 +61,18 @@ class RegisterUser:
             await uow.users.add(user)  # raises Conflict if a racing register won
             await uow.commit()
         return user
+
+
+def is_username(raw: str) -> bool:
+    """Whether ``raw`` is spelled like a username (as login reads it: trimmed, any case)."""
+    return USERNAME_RE.fullmatch(raw.strip().lower()) is not None
+
+
+async def _refuse_impersonation(uow: UnitOfWork, display_name: str, own_username: str) -> None:
+    """A display name may not read as another user's username (see ``lookalike_key``)."""
+    key = lookalike_key(display_name)
+    if key != own_username and is_username(key) and await uow.users.get_by_username(key):
+        raise InvalidInput("display_name: looks like another user's username")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +105,8 @@ class LogIn:
         attempts = login_attempts_key(username, client)
         if self._limiter is not None and self._attempt_rule is not None:
             await self._limiter.acquire(attempts, self._attempt_rule)
+        if not is_username(username):  # no account can have it: answered as an unknown user
+            raise Unauthorized("invalid username or password")
         async with self._uow.reading() as uow:
             user = await uow.users.get_by_username(username.strip().lower())
         # One answer for an unknown user and a wrong password, in one answer time (an unknown
@@ -148,6 +165,9 @@ class SearchUsers:
         self._uow = uow
 
     async def __call__(self, prefix: str) -> list[User]:
-        prefix = prefix.strip().lower()
+        found = username_prefix(prefix)
+        if found is None:
+            return []  # no username starts like that
+        prefix = found
         async with self._uow.reading() as uow:
             return await uow.users.search(prefix, USER_SEARCH_LIMIT)

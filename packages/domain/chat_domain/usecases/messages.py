@@ -12,6 +12,7 @@ from chat_domain.ports.notifier import Notification, RealtimeNotifier
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWorkFactory, numbered_in_order
 from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.text import client_token, is_id
 from chat_domain.usecases.access import require_member
 from chat_domain.views import message_view
 
@@ -58,8 +59,10 @@ class SendMessage:
         self, sender_id: str, room_id: str, body: str, client_msg_id: str | None = None
     ) -> SendResult:
         body = normalise_body(body)
-        if client_msg_id is not None and not 1 <= len(client_msg_id) <= CLIENT_MSG_ID_MAX:
-            raise InvalidInput(f"client_msg_id: must be 1..{CLIENT_MSG_ID_MAX} characters")
+        if client_msg_id is not None:
+            client_token(client_msg_id, CLIENT_MSG_ID_MAX, "client_msg_id")
+        if not is_id(room_id):
+            raise NotFound("room not found")
         if self._limiter is not None and self._rate_rule is not None:
             await self._limiter.acquire(sender_id, self._rate_rule)
         message_id = (
@@ -230,7 +233,7 @@ class EditMessage:
             await self._limiter.acquire(user_id, self._rate_rule)
         async with self._uow() as uow:
             await require_member(uow, room_id, user_id)
-            message = await uow.messages.get(message_id)
+            message = await uow.messages.get(message_id) if is_id(message_id) else None
             if message is None or message.room_id != room_id:
                 raise NotFound("message not found")
             if message.sender_id != user_id:
@@ -255,7 +258,7 @@ class DeleteMessage:
     async def __call__(self, user_id: str, room_id: str, message_id: str) -> None:
         async with self._uow() as uow:
             _, membership = await require_member(uow, room_id, user_id)
-            message = await uow.messages.get(message_id)
+            message = await uow.messages.get(message_id) if is_id(message_id) else None
             if message is None or message.room_id != room_id:
                 raise NotFound("message not found")
             if message.sender_id != user_id and not membership.is_owner:

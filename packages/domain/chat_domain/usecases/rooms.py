@@ -19,6 +19,7 @@ from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
+from chat_domain.text import is_id
 from chat_domain.usecases.access import require_member
 from chat_domain.usecases.consent import require_may_add_back, require_not_blocked
 
@@ -35,6 +36,8 @@ class RoomDetails:
 
 async def _require_users(uow: UnitOfWork, user_ids: Sequence[str]) -> None:
     for user_id in user_ids:
+        if not is_id(user_id):
+            raise InvalidInput("member_ids: unknown user")  # not echoed: it is no id
         if await uow.users.get(user_id) is None:
             raise InvalidInput(f"member_ids: unknown user {user_id}")
 
@@ -113,6 +116,8 @@ class OpenDirectRoom:
         if len(others) != 1:
             raise InvalidInput("member_ids: a direct room needs exactly one other user")
         (other_id,) = others
+        if not is_id(other_id):
+            raise InvalidInput("member_ids: unknown user")
         key = Room.direct_key_for(creator_id, other_id)
         try:
             async with self._uow() as uow:
@@ -206,7 +211,7 @@ class AddMember:
             room, actor = await require_member(uow, room_id, actor_id)
             if room.kind is RoomKind.DIRECT:
                 raise Forbidden("a direct room has exactly its two users")
-            user = await uow.users.get(user_id)
+            user = await uow.users.get(user_id) if is_id(user_id) else None
             if user is None:
                 raise NotFound("user not found")
             existing = await uow.rooms.get_membership(room_id, user_id)
@@ -244,7 +249,7 @@ class RemoveMember:
             _, actor = await require_member(uow, room_id, actor_id)
             if user_id != actor_id and not actor.is_owner:
                 raise Forbidden("only the room's owner may remove another member")
-            if await uow.rooms.get_membership(room_id, user_id) is None:
+            if not is_id(user_id) or await uow.rooms.get_membership(room_id, user_id) is None:
                 raise NotFound("member not found")
             member_ids = await uow.rooms.member_ids(room_id)
             if user_id == actor_id and actor.is_owner and len(member_ids) > 1:
