@@ -9,7 +9,6 @@ import signal
 from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
-from chat_worker.consumer import MessageConsumer
 
 log = logging.getLogger("chat.worker")
 
@@ -21,11 +20,8 @@ async def run_worker(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     async with running(container):
-        consumer = MessageConsumer(
-            container.broker(), container.store_messages(), container.clock()
-        )
         freeze_startup_heap()
-        consuming = asyncio.create_task(consumer.run())
+        consuming = asyncio.create_task(container.consumer().run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: finishing the message in hand")

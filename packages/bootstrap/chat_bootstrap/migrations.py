@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 
-from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.migrate import migrate
+from chat_bootstrap.container import build_container
 from chat_bootstrap.settings import Settings
 
 log = logging.getLogger("chat.migrate")
 
 
 async def migrate_database(settings: Settings) -> None:
-    engine = create_engine(settings.database_url)
+    # The container's engine, configured as servers and workers configure theirs.
+    engine = build_container(settings, role="migrate").engine()
     try:
         await migrate(engine)
     finally:

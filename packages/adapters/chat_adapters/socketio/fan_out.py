@@ -27,6 +27,9 @@ class InlineFanOutManager(RoomIndexedManager):
     Also the base of the Redis manager, where it does each node's local delivery.
     """
 
+    async def close(self) -> None:
+        """Release what the manager holds at process shutdown: nothing, for the local one."""
+
     async def emit(
         self,
         event: str,

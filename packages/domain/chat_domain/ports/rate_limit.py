@@ -47,3 +47,6 @@ class RateLimiter(ABC):
     @abstractmethod
     async def _take(self, bucket: str, rule: RateRule) -> float:
         """Take a token from ``bucket``: 0 if there was one, else seconds until there is."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections (process shutdown)."""
