@@ -93,7 +93,7 @@ class Container(containers.DeclarativeContainer):
         url=settings.provided.database_url,
         pool_size=settings.provided.database_pool_size,
     )
-    uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
+    uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine, clock=clock)
 
     # --- broker ---------------------------------------------------------------------
     broker_adapter = providers.Selector(
