@@ -64,6 +64,6 @@ class InlineFanOutManager(RoomIndexedManager):
                 continue
             try:
                 for frame in frames:
-                    await self.server._send_eio_packet(eio_sid, frame)
+                    await self.server.eio.send_packet(eio_sid, frame)
             except Exception:  # as with one task each: one socket's failure stops no other
                 log.exception("emit of %s to socket %s failed", event, sid)
