@@ -209,12 +209,12 @@ class Container(containers.DeclarativeContainer):
         lifecycles.database, engine, migrate_first=settings.provided.auto_migrate
     )
     fan_out = providers.Resource(lifecycles.closing, fan_out_manager)
+    no_client: providers.Object[None] = providers.Object(None)
     presence_lifecycle = providers.Resource(
-        lifecycles.closing, providers.Selector(role, server=presence, worker=providers.Object(None))
+        lifecycles.closing, providers.Selector(role, server=presence, worker=no_client)
     )
     rate_limiter_lifecycle = providers.Resource(
-        lifecycles.closing,
-        providers.Selector(role, server=rate_limiter, worker=providers.Object(None)),
+        lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
     )
     running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
 
