@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chat_adapters.memory.storage import InMemoryUnitOfWorkFactory
+from chat_adapters.memory.system import FixedClock
 from chat_adapters.sql.checkpoints import (
     BACKSTOP_AUTOCHECKPOINT_PAGES,
     WalCheckpointer,
@@ -139,16 +140,22 @@ async def _sql_engine(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
 SQL_BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
+@pytest.fixture
+def clock() -> FixedClock:
+    """The storage's clock (room activity): it moves only when a test moves it."""
+    return FixedClock(datetime.now(UTC).replace(microsecond=0))
+
+
 @pytest.fixture(params=["memory", *SQL_BACKENDS])
 async def storage(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock
 ) -> AsyncIterator[UnitOfWorkFactory]:
     if request.param == "memory":
-        yield InMemoryUnitOfWorkFactory()
+        yield InMemoryUnitOfWorkFactory(clock)
         return
     engine = await _sql_engine(request.param, request, tmp_path)
     try:
-        yield SqlAlchemyUnitOfWorkFactory(engine)
+        yield SqlAlchemyUnitOfWorkFactory(engine, clock)
     finally:
         await engine.dispose()
 
@@ -702,11 +709,11 @@ async def test_every_text_the_domain_accepts_comes_back_unchanged(
 
 
 async def test_summaries_by_activity_with_last_message_and_unread(
-    storage: UnitOfWorkFactory,
+    storage: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
     # Created in the past, before any message: a message makes its room the most recent.
-    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    base = clock.now() - timedelta(hours=1)
     quiet = await add_room(storage, alice, bob, at=base)
     busy = await add_room(storage, alice, bob, at=base + timedelta(minutes=1))
     newest = await add_room(storage, bob, alice, at=base + timedelta(minutes=2))
@@ -739,11 +746,12 @@ async def test_summaries_by_activity_with_last_message_and_unread(
     async with storage() as uow:
         await uow.rooms.advance_marker(busy.id, alice.id, delivered_seq=None, read_seq=1)
         await uow.commit()
-    await asyncio.sleep(0.01)
+    clock.advance(1)
     quiet_last = await store(storage, quiet, bob, "q1")
     async with storage() as uow:
         summaries = await uow.rooms.summaries_for(alice.id)
     assert [s.room.id for s in summaries] == [quiet.id, busy.id, newest.id]
+    assert summaries[0].last_activity_at == clock.now()  # the storage's clock, not the wall's
     assert summaries[0].last_message == quiet_last
     assert summaries[0].unread_count == 1
     assert summaries[1].unread_count == 1
@@ -848,7 +856,7 @@ async def test_a_database_that_does_not_answer_is_unavailable(url: str, tmp_path
         server = make_url(require(POSTGRES).url).set(database=None)
         url = url.replace("{postgres_server}", server.render_as_string(hide_password=False))
     engine = create_engine(url.format(tmp_path=tmp_path))
-    storage = SqlAlchemyUnitOfWorkFactory(engine)
+    storage = SqlAlchemyUnitOfWorkFactory(engine, FixedClock())
     threads_before = set(threading.enumerate())
     try:
         with pytest.raises(Unavailable):
@@ -1037,7 +1045,7 @@ async def _transactions_held(engine: AsyncEngine) -> bool:
 async def test_a_reading_unit_holds_no_transaction_between_its_reads(
     sql_engine: AsyncEngine,
 ) -> None:
-    storage = SqlAlchemyUnitOfWorkFactory(sql_engine)
+    storage = SqlAlchemyUnitOfWorkFactory(sql_engine, FixedClock())
     (alice,) = await add_users(storage, "alice")
     async with storage() as uow:
         await uow.users.get(alice.id)
@@ -1055,7 +1063,7 @@ async def test_a_reading_unit_holds_no_transaction_between_its_reads(
 async def test_connections_the_server_closed_are_replaced_without_an_error(
     postgres_engine: AsyncEngine,
 ) -> None:
-    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine, FixedClock())
     dsn = _asyncpg_dsn(postgres_engine)
     (alice,) = await add_users(storage, "alice")
     for unit in (storage.reading, storage):
@@ -1075,7 +1083,7 @@ async def test_connections_the_server_closed_are_replaced_without_an_error(
 async def test_a_send_check_whose_connection_dies_under_it_runs_again_on_a_new_one(
     postgres_engine: AsyncEngine,
 ) -> None:
-    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine, FixedClock())
     (alice,) = await add_users(storage, "alice")
     room = await add_room(storage, alice)
     async with _memberships_locked(postgres_engine) as lock:
@@ -1093,7 +1101,7 @@ async def test_a_send_check_whose_connection_dies_under_it_runs_again_on_a_new_o
 async def test_a_send_check_cancelled_while_it_waits_gives_its_connection_up(
     postgres_engine: AsyncEngine,
 ) -> None:
-    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine, FixedClock())
     (alice,) = await add_users(storage, "alice")
     room = await add_room(storage, alice)
     pool: Any = postgres_engine.sync_engine.pool
@@ -1201,7 +1209,7 @@ async def test_sqlite_checkpoints_run_on_a_thread_and_the_loop_only_as_a_backsto
 ) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/chat.db")
     await migrate(engine)
-    storage = SqlAlchemyUnitOfWorkFactory(engine)
+    storage = SqlAlchemyUnitOfWorkFactory(engine, FixedClock())
     checkpointer = WatchedCheckpointer(str(tmp_path / "chat.db"))
     try:
         async with engine.connect() as conn:
@@ -1271,7 +1279,7 @@ async def page_of(storage: UnitOfWorkFactory, room: Room) -> list[tuple[str, int
 
 
 async def test_a_batch_of_several_rooms_is_numbered_per_room_in_order_and_stored(
-    storage: UnitOfWorkFactory,
+    storage: UnitOfWorkFactory, clock: FixedClock
 ) -> None:
     alice, bob, carol = await add_users(storage, "alice", "bob", "carol")
     room, other, emptied = (
@@ -1283,7 +1291,7 @@ async def test_a_batch_of_several_rooms_is_numbered_per_room_in_order_and_stored
         await uow.rooms.remove_member(emptied.id, carol.id)
         await uow.commit()
     await store(storage, room, alice, "before")  # room is at seq 1
-    at = datetime.now(UTC).replace(microsecond=0)
+    at = clock.advance(60)
     a1, b1, a2 = draft(room, alice, "a1", at), draft(room, bob, "b1", at), draft(room, alice, "a2")
     c1, e1 = draft(other, carol, "c1"), draft(emptied, carol, "e1")
 
@@ -1299,7 +1307,8 @@ async def test_a_batch_of_several_rooms_is_numbered_per_room_in_order_and_stored
     assert await page_of(storage, room) == [("before", 1), ("a1", 2), ("b1", 3), ("a2", 4)]
     assert await read(storage, lambda uow: uow.messages.get(b1.id)) == b1.numbered(3)
     summaries = await read(storage, lambda uow: uow.rooms.summaries_for(bob.id))
-    assert summaries[0].room.last_seq == 4 and summaries[0].last_activity_at >= at
+    # The batch dated the room's activity by the storage's clock.
+    assert summaries[0].room.last_seq == 4 and summaries[0].last_activity_at == at
     assert await storage.store_new_messages({}) == ([], {})
 
 
@@ -1358,7 +1367,7 @@ async def test_postgresql_stores_a_batch_in_one_statement_outside_any_transactio
     postgres_engine: AsyncEngine,
 ) -> None:
     """One round trip: no BEGIN or COMMIT around it, one statement for every room."""
-    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine)
+    storage = SqlAlchemyUnitOfWorkFactory(postgres_engine, FixedClock())
     alice, bob = await add_users(storage, "alice", "bob")
     room, other = await add_room(storage, alice), await add_room(storage, bob)
     executed: list[str | None] = []

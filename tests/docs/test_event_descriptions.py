@@ -103,8 +103,8 @@ def _registered_client_events(tmp_path: Path) -> set[str]:
         socketio.packet.Packet.json = default_json
     names = set(sio.handlers.get("/", {}))
     for namespace in getattr(sio, "namespace_handlers", {}).values():
-        names |= {name[3:] for name in dir(namespace) if name.startswith("on_")}
-        names |= set(getattr(namespace, "events", {}))
+        names |= {name[3:] for name in dir(namespace) if name.startswith("on_")}  # on_<event>
+        names |= set(getattr(namespace, "EVENTS", {}))  # an event table (ChatNamespace)
     return names - LIFECYCLE
 
 

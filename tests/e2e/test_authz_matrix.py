@@ -459,7 +459,7 @@ def test_the_matrix_covers_every_route_and_event(
 
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
-    events = set(sio.handlers["/"]) - LIFECYCLE_HANDLERS
+    events = set(sio.namespace_handlers["/"].EVENTS) - LIFECYCLE_HANDLERS
     assert events == set(SOCKET_PAYLOADS), "every client event needs a row"
 
 

@@ -54,7 +54,7 @@ def test_version_and_help_name_what_each_command_reads(tmp_path: Path) -> None:
 BAD_SETTINGS = [
     (
         {"CHAT_RABBITMQ_PARTITIONS": "0"},
-        "CHAT_RABBITMQ_PARTITIONS=0: must be at least 1 (for example CHAT_RABBITMQ_PARTITIONS=32)",
+        "CHAT_RABBITMQ_PARTITIONS=0: must be at least 1 (for example CHAT_RABBITMQ_PARTITIONS=64)",
     ),
     ({"CHAT_LOG_LEVEL": "verbose"}, "CHAT_LOG_LEVEL=verbose: must be 'DEBUG', 'INFO'"),
     ({"CHAT_DATABASE_URL": "mysql://x"}, "CHAT_DATABASE_URL=mysql://x: scheme mysql://"),

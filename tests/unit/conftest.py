@@ -35,8 +35,8 @@ class RecordingBroker(InMemoryBroker):
 
 
 @pytest.fixture
-def storage() -> InMemoryUnitOfWorkFactory:
-    return InMemoryUnitOfWorkFactory()
+def storage(clock: FixedClock) -> InMemoryUnitOfWorkFactory:
+    return InMemoryUnitOfWorkFactory(clock)
 
 
 @pytest.fixture

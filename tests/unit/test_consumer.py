@@ -9,8 +9,8 @@ import pytest
 
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_domain.entities import Message
+from chat_domain.usecases.consuming import MessageConsumer
 from chat_domain.usecases.messages import StoreMessages
-from chat_worker.consumer import MessageConsumer
 from tests.unit.conftest import World
 
 WAIT_S = 5.0
@@ -29,7 +29,7 @@ class ObservedStore(StoreMessages):
 
 
 async def consume(world: World, broker: InMemoryBroker, store: StoreMessages) -> asyncio.Task[None]:
-    return asyncio.create_task(MessageConsumer(broker, store, world.clock).run())
+    return asyncio.create_task(MessageConsumer(broker, store).run())
 
 
 async def test_messages_of_several_rooms_share_transactions_and_keep_each_rooms_order(

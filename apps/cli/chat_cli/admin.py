@@ -15,7 +15,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import SecretStr
 
-from chat_adapters.sql.migrate import migrate
 from chat_bootstrap.container import Container, build_container
 from chat_bootstrap.settings import Settings, variable
 from chat_domain.entities import User
@@ -71,14 +70,19 @@ def read_password() -> str:
 
 @asynccontextmanager
 async def _database(settings: Settings) -> AsyncIterator[Container]:
-    container = build_container(settings, role="server")
-    engine = container.engine()
+    """The container with only its database open (migrated first where a server would
+    migrate it, CHAT_AUTO_MIGRATE): no broker, Redis or sockets to reach."""
+    container = build_container(settings, role="admin")
+    await _awaited(container.database.init())
     try:
-        if settings.auto_migrate:
-            await migrate(engine)
         yield container
     finally:
-        await engine.dispose()
+        await _awaited(container.database.shutdown())
+
+
+async def _awaited(result: Awaitable[object] | None) -> None:
+    if result is not None:  # an async Resource's init and shutdown return awaitables
+        await result
 
 
 async def _with_database(settings: Settings, work: Callable[[Container], Awaitable[T]]) -> T:
@@ -126,7 +130,9 @@ async def prune_messages(settings: Settings, older_than_days: int) -> int:
 
 
 async def migrate_database(settings: Settings) -> None:
-    async def apply(container: Container) -> None:
-        await migrate(container.engine())
+    """Bring the database to the latest schema: the database lifecycle, told to migrate."""
 
-    await _with_database(settings, apply)
+    async def nothing_more(container: Container) -> None:
+        return None
+
+    await _with_database(settings.model_copy(update={"auto_migrate": True}), nothing_more)

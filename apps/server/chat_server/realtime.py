@@ -1,7 +1,9 @@
 """socket.io events: authenticate the connect packet, then map client events to use cases.
 
 Every client event answers through its acknowledgement, ``{"ok": true, ...}`` or
-``{"ok": false, "error": {"code", "message"}}``, with the same use cases as REST.
+``{"ok": false, "error": {"code", "message"}}``, with the same use cases as REST. One
+namespace class holds the events: each client event is a method taking the socket, its
+user and the validated payload, so it can be tested on its own with in-memory use cases.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
@@ -19,17 +21,25 @@ from chat_adapters.socketio.notifier import NAMESPACE, user_room
 from chat_bootstrap.container import Container
 from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
 from chat_domain.errors import DomainError, RateLimited, Unauthorized
-from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
-from chat_domain.usecases.presence import PRESENCE
+from chat_domain.ports.rate_limit import RateLimiter, RateRule
+from chat_domain.usecases.auth import Authenticate
+from chat_domain.usecases.messages import (
+    CLIENT_MSG_ID_MAX,
+    PAGE_LIMIT_MAX,
+    ListHistory,
+    SendMessage,
+)
+from chat_domain.usecases.presence import PRESENCE, ConnectSocket, DisconnectSocket
+from chat_domain.usecases.receipts import MoveMarker
+from chat_domain.usecases.rooms import RelayTyping
 from chat_domain.views import message_view
 from chat_server.errors import describe_validation_error, error_body
+from chat_server.typing_timers import TypingTimers
 
 log = logging.getLogger("chat.realtime")
 Ack = dict[str, Any]
 # A typing indicator not refreshed within this many seconds is relayed as stopped.
 TYPING_TTL = 5.0
-# The socket whose event is being handled (each socket.io event runs in its own task).
-current_sid: ContextVar[str] = ContextVar("current_sid")
 
 
 class Event(BaseModel):
@@ -63,102 +73,136 @@ def failed(code: str, message: str, details: list[Any] | None = None) -> Ack:
     return {"ok": False, **error_body(code, message, details)}
 
 
-class TypingTimers:
-    """This node's typing indicators: per socket and room, a timer that relays
-    ``is_typing: false`` when no refresh comes within ``ttl`` (and at once when the socket
-    goes), so a client that crashed mid-word never leaves "typing..." on screen for good."""
+@dataclass(frozen=True)
+class SocketUseCases:
+    """What the socket events call: the use cases, and the connect limits."""
 
-    def __init__(self, relay: Callable[[str, str, bool], Awaitable[None]], ttl: float) -> None:
-        self._relay, self._ttl = relay, ttl
-        self._timers: dict[tuple[str, str], tuple[str, asyncio.TimerHandle]] = {}
-        self._relaying: set[asyncio.Task[None]] = set()
+    authenticate: Authenticate
+    connect_socket: ConnectSocket
+    disconnect_socket: DisconnectSocket
+    send_message: SendMessage
+    move_marker: MoveMarker
+    relay_typing: RelayTyping
+    # The server's own "stopped typing" when an indicator expires: not charged to the user.
+    expire_typing: RelayTyping
+    list_history: ListHistory
+    rate_limiter: RateLimiter
+    connect_rate: RateRule
+    max_sockets_per_user: int
 
-    def typing(self, sid: str, user_id: str, room_id: str, is_typing: bool) -> None:
-        """After a relayed ``typing`` event: (re)arm the timer, or disarm it on a stop."""
-        key = (sid, room_id)
-        previous = self._timers.pop(key, None)
-        if previous is not None:
-            previous[1].cancel()
-        if is_typing:
-            timer = asyncio.get_running_loop().call_later(self._ttl, self._expire, key)
-            self._timers[key] = (user_id, timer)
+    @classmethod
+    def of(cls, container: Container) -> SocketUseCases:
+        return cls(
+            authenticate=container.authenticate(),
+            connect_socket=container.connect_socket(),
+            disconnect_socket=container.disconnect_socket(),
+            send_message=container.send_message(),
+            move_marker=container.move_marker(),
+            relay_typing=container.relay_typing(),
+            expire_typing=container.expire_typing(),
+            list_history=container.list_history(),
+            rate_limiter=container.rate_limiter(),
+            connect_rate=container.connect_rate(),
+            max_sockets_per_user=container.settings().max_sockets_per_user,
+        )
 
-    async def socket_gone(self, sid: str) -> None:
-        for key in [k for k in self._timers if k[0] == sid]:
-            user_id, timer = self._timers.pop(key)
-            timer.cancel()
-            await self._stop(user_id, key[1])
 
-    def _expire(self, key: tuple[str, str]) -> None:
-        user_id, _ = self._timers.pop(key)
-        task = asyncio.create_task(self._stop(user_id, key[1]))
-        self._relaying.add(task)  # keep a reference until it is done
-        task.add_done_callback(self._relaying.discard)
+class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    """The default namespace: connect, disconnect, and the client events of the contract."""
 
-    async def _stop(self, user_id: str, room_id: str) -> None:
+    # Client event -> (its method, its payload model). A table rather than python-socketio's
+    # ``on_<event>`` names: the contract's names ("message:send") are no identifiers.
+    EVENTS: dict[str, tuple[str, type[Event]]] = {
+        "message:send": ("send", SendEvent),
+        "delivered": ("delivered", MarkerEvent),
+        "read": ("read", MarkerEvent),
+        "typing": ("typing", TypingEvent),
+        "sync": ("sync", SyncEvent),
+    }
+
+    def __init__(self, use_cases: SocketUseCases, typing_ttl: float = TYPING_TTL) -> None:
+        super().__init__(NAMESPACE)
+        self.use_cases = use_cases
+        self.typing_timers = TypingTimers(use_cases.expire_typing, typing_ttl)
+        self._users: dict[str, str] = {}  # sid -> user id, for the disconnect handler
+        self._arriving: dict[str, asyncio.Task[None]] = {}  # sid -> its presence work
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            return await self.on_connect(*args)
+        if event == "disconnect":
+            return await self.on_disconnect(*args)
+        if event in self.EVENTS:
+            sid, *payload = args
+            return await self.answer(event, sid, payload)
+        return self.server.not_handled  # no ack, as for any event without a handler
+
+    # --- client events: validated, answered through the ack ------------------------
+    async def answer(self, event: str, sid: str, args: list[Any]) -> Ack:
+        """Validate ``event``'s payload and run its method; every error becomes an ack."""
+        method_name, model = self.EVENTS[event]
+        method: Callable[[str, str, Any], Awaitable[Ack]] = getattr(self, method_name)
+        # A client may emit any number of arguments; only one object is a payload,
+        # anything else must still get an ack (a TypeError here would give none).
+        data = args[0] if len(args) == 1 else list(args)
         try:
-            await self._relay(user_id, room_id, False)
-        except DomainError:
-            pass  # no longer a member of the room: nobody there to tell
+            payload = model.model_validate(data)
+            return await method(sid, await self.user_of(sid), payload)
+        except ValidationError as exc:
+            message, _ = describe_validation_error(exc)
+            return failed("validation_error", message)
+        except RateLimited as exc:  # details: [{"retry_after": seconds}], as REST
+            return failed(exc.code, exc.message, exc.details)
+        except DomainError as exc:
+            return failed(exc.code, exc.message)
         except Exception:
-            log.exception("relaying the end of typing in room %s failed", room_id)
+            log.exception("socket event %s failed", event)
+            return failed("internal_error", "internal error")
 
-
-def register_socket_handlers(
-    sio: socketio.AsyncServer, container: Container, typing_ttl: float = TYPING_TTL
-) -> None:
-    typing_timers = TypingTimers(
-        lambda user_id, room_id, is_typing: container.expire_typing()(user_id, room_id, is_typing),
-        typing_ttl,
-    )
-    users: dict[str, str] = {}  # sid -> user id, for the disconnect handler
-    arriving: dict[str, asyncio.Task[None]] = {}  # sid -> its presence work after connect
-
-    async def user_of(sid: str) -> str:
-        session = await sio.get_session(sid)
+    async def user_of(self, sid: str) -> str:
+        session = await self.get_session(sid)
         user_id: str = session["user_id"]
         return user_id
 
-    def event(
-        name: str, model: type[Event]
-    ) -> Callable[[Callable[[str, Any], Awaitable[Ack]]], None]:
-        """Register a client event whose payload is validated by ``model``; errors become acks."""
+    async def send(self, sid: str, user_id: str, data: SendEvent) -> Ack:
+        result = await self.use_cases.send_message(
+            user_id, data.room_id, data.body, data.client_msg_id
+        )
+        return ok(message=message_view(result.message, result.status))
 
-        def decorator(handler: Callable[[str, Any], Awaitable[Ack]]) -> None:
-            async def wrapper(sid: str, *args: Any) -> Ack:
-                # A client may emit any number of arguments; only one object is a payload,
-                # anything else must still get an ack (a TypeError here would give none).
-                data = args[0] if len(args) == 1 else list(args)
-                current_sid.set(sid)
-                try:
-                    payload = model.model_validate(data)
-                    return await handler(await user_of(sid), payload)
-                except ValidationError as exc:
-                    message, _ = describe_validation_error(exc)
-                    return failed("validation_error", message)
-                except RateLimited as exc:  # details: [{"retry_after": seconds}], as REST
-                    return failed(exc.code, exc.message, exc.details)
-                except DomainError as exc:
-                    return failed(exc.code, exc.message)
-                except Exception:
-                    log.exception("socket event %s failed", name)
-                    return failed("internal_error", "internal error")
+    async def delivered(self, sid: str, user_id: str, data: MarkerEvent) -> Ack:
+        await self.use_cases.move_marker(user_id, data.room_id, data.seq, MarkerKind.DELIVERED)
+        return ok()
 
-            sio.on(name, handler=wrapper)
+    async def read(self, sid: str, user_id: str, data: MarkerEvent) -> Ack:
+        await self.use_cases.move_marker(user_id, data.room_id, data.seq, MarkerKind.READ)
+        return ok()
 
-        return decorator
+    async def typing(self, sid: str, user_id: str, data: TypingEvent) -> Ack:
+        await self.use_cases.relay_typing(user_id, data.room_id, data.is_typing)
+        self.typing_timers.typing(sid, user_id, data.room_id, data.is_typing)
+        return ok()
 
-    max_sockets = container.settings().max_sockets_per_user
+    async def sync(self, sid: str, user_id: str, data: SyncEvent) -> Ack:
+        page = await self.use_cases.list_history(
+            user_id, data.room_id, after_seq=data.after_seq, limit=data.limit or PAGE_LIMIT_MAX
+        )
+        return ok(
+            messages=[message_view(m, page.status_of(m)) for m in page.messages],
+            has_more=page.has_more,
+        )
 
-    def sockets_here(user_id: str) -> int:
+    # --- connection lifecycle --------------------------------------------------------
+    def sockets_here(self, user_id: str) -> int:
         """The user's sockets on this node: the members of their socket.io room."""
-        return sum(1 for _ in sio.manager.get_participants("/", user_room(user_id)))
+        return sum(1 for _ in self.server.manager.get_participants(NAMESPACE, user_room(user_id)))
 
-    async def connect(sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        use_cases, max_sockets = self.use_cases, self.use_cases.max_sockets_per_user
         token = auth.get("token") if isinstance(auth, dict) else None
         try:
-            user = await container.authenticate()(token if isinstance(token, str) else None)
-            await container.rate_limiter().acquire(user.id, container.connect_rate())
+            user = await use_cases.authenticate(token if isinstance(token, str) else None)
+            await use_cases.rate_limiter.acquire(user.id, use_cases.connect_rate)
         except Unauthorized:
             raise socketio.exceptions.ConnectionRefusedError("unauthorized") from None
         except RateLimited as exc:
@@ -168,85 +212,57 @@ def register_socket_handlers(
         except DomainError as exc:  # e.g. the database is unavailable
             raise socketio.exceptions.ConnectionRefusedError(exc.code) from None
         room = user_room(user.id)
-        if sockets_here(user.id) >= max_sockets:
+        if self.sockets_here(user.id) >= max_sockets:
             raise socketio.exceptions.ConnectionRefusedError(
                 "too_many_connections", {"max": max_sockets}
             )
         # One socket.io room per user: events are addressed to users (see the notifier).
-        await sio.enter_room(sid, room)
-        if sockets_here(user.id) > max_sockets:  # two connects raced for the last slot
-            await sio.leave_room(sid, room)
+        await self.enter_room(sid, room)
+        if self.sockets_here(user.id) > max_sockets:  # two connects raced for the last slot
+            await self.leave_room(sid, room)
             raise socketio.exceptions.ConnectionRefusedError(
                 "too_many_connections", {"max": max_sockets}
             )
-        await sio.save_session(sid, {"user_id": user.id})
-        users[sid] = user.id
+        await self.save_session(sid, {"user_id": user.id})
+        self._users[sid] = user.id
         # Presence runs after the connect handler returns: an event emitted to a socket
         # still "pre-connected" would reach the client before its CONNECT packet.
-        task = asyncio.create_task(arrived(sid, user.id))
-        arriving[sid] = task
-        task.add_done_callback(lambda _: arriving.pop(sid, None))
+        task = asyncio.create_task(self.arrived(sid, user.id))
+        self._arriving[sid] = task
+        task.add_done_callback(lambda _: self._arriving.pop(sid, None))
 
-    sio.on("connect", handler=connect)
-
-    async def arrived(sid: str, user_id: str) -> None:
+    async def arrived(self, sid: str, user_id: str) -> None:
         """Announce the user if this is their first socket, then tell this socket which of
         its room mates are online, as one ``presence`` event each (online: true)."""
         try:
             for _ in range(1000):  # a few loop turns: until socket.io sent CONNECT
-                if not sio.manager.is_pre_connected(sid, NAMESPACE):
+                if not self.server.manager.is_pre_connected(sid, NAMESPACE):
                     break
                 await asyncio.sleep(0)
-            online = await container.connect_socket()(user_id, sid)
+            online = await self.use_cases.connect_socket(user_id, sid)
             for contact_id in online:  # to this node's socket: the managers publish none
-                await sio.emit(PRESENCE, {"user_id": contact_id, "online": True}, to=sid)
+                await self.emit(PRESENCE, {"user_id": contact_id, "online": True}, to=sid)
         except Exception:
             log.exception("presence on connect failed for user %s", user_id)
 
-    async def disconnect(sid: str, *_: Any) -> None:
-        user_id = users.pop(sid, None)
+    async def on_disconnect(self, sid: str, *_: Any) -> None:
+        user_id = self._users.pop(sid, None)
         if user_id is None:
             return
-        task = arriving.get(sid)
+        task = self._arriving.get(sid)
         if task is not None:  # its connect is still being recorded: let it finish first
             await asyncio.gather(task, return_exceptions=True)
-        await typing_timers.socket_gone(sid)
+        await self.typing_timers.socket_gone(sid)
         try:
-            await container.disconnect_socket()(user_id, sid)
+            await self.use_cases.disconnect_socket(user_id, sid)
         except Exception:
             log.exception("presence on disconnect failed for user %s", user_id)
 
-    sio.on("disconnect", handler=disconnect)
 
-    @event("message:send", SendEvent)
-    async def send(user_id: str, data: SendEvent) -> Ack:
-        result = await container.send_message()(
-            user_id, data.room_id, data.body, data.client_msg_id
-        )
-        return ok(message=message_view(result.message, result.status))
-
-    @event("delivered", MarkerEvent)
-    async def delivered(user_id: str, data: MarkerEvent) -> Ack:
-        await container.move_marker()(user_id, data.room_id, data.seq, MarkerKind.DELIVERED)
-        return ok()
-
-    @event("read", MarkerEvent)
-    async def read(user_id: str, data: MarkerEvent) -> Ack:
-        await container.move_marker()(user_id, data.room_id, data.seq, MarkerKind.READ)
-        return ok()
-
-    @event("typing", TypingEvent)
-    async def typing(user_id: str, data: TypingEvent) -> Ack:
-        await container.relay_typing()(user_id, data.room_id, data.is_typing)
-        typing_timers.typing(current_sid.get(), user_id, data.room_id, data.is_typing)
-        return ok()
-
-    @event("sync", SyncEvent)
-    async def sync(user_id: str, data: SyncEvent) -> Ack:
-        page = await container.list_history()(
-            user_id, data.room_id, after_seq=data.after_seq, limit=data.limit or PAGE_LIMIT_MAX
-        )
-        return ok(
-            messages=[message_view(m, page.status_of(m)) for m in page.messages],
-            has_more=page.has_more,
-        )
+def register_socket_handlers(
+    sio: socketio.AsyncServer, container: Container, typing_ttl: float = TYPING_TTL
+) -> ChatNamespace:
+    """Serve the contract's socket events on ``sio``, with the container's use cases."""
+    namespace = ChatNamespace(SocketUseCases.of(container), typing_ttl)
+    sio.register_namespace(namespace)
+    return namespace

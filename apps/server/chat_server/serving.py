@@ -16,7 +16,6 @@ from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
 from chat_server.app import create_app
-from chat_worker.consumer import MessageConsumer
 
 log = logging.getLogger("chat.server")
 
@@ -122,10 +121,7 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         sio = container.socketio_server()
         consuming: asyncio.Task[None] | None = None
         if settings.embedded_worker:
-            consumer = MessageConsumer(
-                container.broker(), container.store_messages(), container.clock()
-            )
-            consuming = asyncio.create_task(consumer.run())
+            consuming = asyncio.create_task(container.consumer().run())
 
         async def shutdown_trigger() -> None:
             await stop.wait()

@@ -9,7 +9,6 @@ import signal
 from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
-from chat_worker.consumer import MessageConsumer
 from chat_worker.ops import WorkerOpsApp, serve_worker_ops
 
 log = logging.getLogger("chat.worker")
@@ -23,9 +22,6 @@ async def run_worker(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     ops_stop = asyncio.Event()
     async with running(container):
-        consumer = MessageConsumer(
-            container.broker(), container.store_messages(), container.clock()
-        )
         watched: set[asyncio.Task[None]] = set()
         serving_ops: asyncio.Task[None] | None = None
         if settings.worker_ops_port:
@@ -41,7 +37,7 @@ async def run_worker(settings: Settings) -> None:
             )
             watched.add(serving_ops)  # a port that cannot be bound stops the worker
         freeze_startup_heap()
-        consuming = asyncio.create_task(consumer.run())
+        consuming = asyncio.create_task(container.consumer().run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({consuming, stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: finishing the message in hand")

@@ -3,7 +3,8 @@
 Why wrappers rather than timing inside SendMessage or each adapter: the publish
 latency that matters is the broker's confirm round trip alone (not the membership
 check SendMessage does first), it must be the same metric for the in-memory and
-the RabbitMQ broker, and the domain stays free of prometheus. The container wraps
+the RabbitMQ broker, and the domain stays free of prometheus. Consuming is metered
+here too: what a consumer stored, failed, and how long after acceptance. The container wraps
 whichever adapter its Selector picked, so every caller (REST, socket.io, worker)
 is measured in one place.
 """
@@ -18,6 +19,7 @@ from prometheus_client import Counter, Histogram
 from chat_domain.entities import Message
 from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
 from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
+from chat_domain.ports.system import Clock
 
 MESSAGES_ACCEPTED = Counter(
     "chat_messages_accepted_total",
@@ -31,6 +33,18 @@ PUBLISH_SECONDS = Histogram(
     "Broker publish latency, until the publisher confirm (failed attempts included)",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+# Consumer metrics (a worker's; in embedded mode the server's /metrics has them too).
+MESSAGES_STORED = Counter(
+    "chat_messages_stored_total", "Messages stored and fanned out by a worker"
+)
+MESSAGES_FAILED = Counter(
+    "chat_messages_store_failures_total", "Attempts to store a message that raised (it is retried)"
+)
+CONSUME_SECONDS = Histogram(
+    "chat_broker_consume_seconds",
+    "From a message's acceptance to its storage and fan-out",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 EVENTS_EMITTED = Counter(
     "chat_events_emitted_total",
     "Realtime events emitted to users' sockets, by event (message:new = messages fanned out)",
@@ -39,10 +53,11 @@ EVENTS_EMITTED = Counter(
 
 
 class MeteredBroker(MessageBroker):
-    """A MessageBroker that times and counts publishes, then delegates everything."""
+    """A MessageBroker that times and counts publishes and consumed batches, then delegates
+    everything. ``clock`` dates a message's storage, against its acceptance time."""
 
-    def __init__(self, inner: MessageBroker) -> None:
-        self.inner = inner
+    def __init__(self, inner: MessageBroker, clock: Clock) -> None:
+        self.inner, self._clock = inner, clock
 
     async def start(self) -> None:
         await self.inner.start()
@@ -62,7 +77,18 @@ class MeteredBroker(MessageBroker):
         MESSAGES_ACCEPTED.inc()
 
     async def consume(self, handler: MessageBatchHandler) -> None:
-        await self.inner.consume(handler)
+        async def metered(batch: Sequence[Message]) -> None:
+            try:
+                await handler(batch)
+            except Exception:  # a cancelled handler failed nothing: it is redelivered
+                MESSAGES_FAILED.inc(len(batch))
+                raise
+            MESSAGES_STORED.inc(len(batch))
+            now = self._clock.now()
+            for message in batch:
+                CONSUME_SECONDS.observe((now - message.created_at).total_seconds())
+
+        await self.inner.consume(metered)
 
     async def check(self) -> None:
         await self.inner.check()

@@ -3,6 +3,12 @@
 Read it top-down as the dependency graph. Each port has one provider; where a port
 has several adapters, a Selector on a setting picks one, so swapping RabbitMQ for
 the in-memory broker is a configuration change, never a code change.
+
+Building a provider never connects: clients are Singletons that connect lazily. What
+must be opened and closed has a Resource under "lifecycles", which
+``container.init_resources()`` / ``shutdown_resources()`` run (chat_bootstrap.runtime).
+A Resource is never an option of a Selector: the container starts every Resource it
+can reach, so each one wraps whichever client its Selector picked.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
+from chat_bootstrap import lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.administration import ListAllRooms, PruneMessages
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
+from chat_domain.usecases.consuming import MessageConsumer
 from chat_domain.usecases.messages import (
     DeleteMessage,
     EditMessage,
@@ -65,9 +73,14 @@ def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
     return list(origins) or None
 
 
+ROLES = ("server", "worker", "admin")
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    # "server" (REST + sockets) or "worker" (consumer only): decides how events are emitted.
+    # "server" (REST + sockets), "worker" (consumer only) or "admin" (the database only:
+    # `chat migrate` and the operators' commands, which open just ``database``):
+    # decides how events are emitted and what is opened.
     role = providers.Dependency(instance_of=str)
 
     # --- system ---------------------------------------------------------------------
@@ -87,7 +100,7 @@ class Container(containers.DeclarativeContainer):
         url=settings.provided.database_url,
         pool_size=settings.provided.database_pool_size,
     )
-    uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine)
+    uow = providers.Singleton(SqlAlchemyUnitOfWorkFactory, engine=engine, clock=clock)
 
     # --- broker ---------------------------------------------------------------------
     # The workers sharing the partitions: alone in one process, or every worker through
@@ -119,8 +132,8 @@ class Container(containers.DeclarativeContainer):
             group=worker_group,
         ),
     )
-    # Every caller gets the adapter behind a metered wrapper (publish latency, accepted count).
-    broker = providers.Singleton(MeteredBroker, inner=broker_adapter)
+    # Every caller gets the adapter behind a metered wrapper (publish and consume metrics).
+    broker = providers.Singleton(MeteredBroker, inner=broker_adapter, clock=clock)
 
     # --- realtime: socket.io, local or across nodes through Redis ---------------------
     socketio_json = providers.Object(OrjsonForSocketIO)
@@ -149,18 +162,17 @@ class Container(containers.DeclarativeContainer):
         engineio_logger=False,
     )
     # A worker has no sockets of its own: it publishes through a write-only manager.
-    socketio_emitter = providers.Selector(
-        role,
-        server=socketio_server,
-        worker=providers.Singleton(
-            SupervisedRedisManager,
-            url=settings.provided.redis_url,
-            channel=settings.provided.redis_channel,
-            write_only=True,
-            logger=socketio_logger,
-            json=socketio_json,
-        ),
+    write_only_manager = providers.Singleton(
+        SupervisedRedisManager,
+        url=settings.provided.redis_url,
+        channel=settings.provided.redis_channel,
+        write_only=True,
+        logger=socketio_logger,
+        json=socketio_json,
     )
+    socketio_emitter = providers.Selector(role, server=socketio_server, worker=write_only_manager)
+    # The manager this process fans out through, whose Redis client is closed at exit.
+    fan_out_manager = providers.Selector(role, server=socketio_manager, worker=write_only_manager)
     notifier = providers.Singleton(
         MeteredNotifier, inner=providers.Singleton(SocketIONotifier, emitter=socketio_emitter)
     )
@@ -222,6 +234,23 @@ class Container(containers.DeclarativeContainer):
             prefix=settings.provided.redis_channel,
         ),
     )
+
+    # --- lifecycles: opened by init_resources, closed by shutdown_resources ----------
+    # Trailing arguments order them (chat_bootstrap.lifecycles): the broker starts after,
+    # and closes before, the database and the fan-out, so the message in hand is still
+    # stored and fanned out. Presence and the limiter serve sockets: servers only.
+    database = providers.Resource(
+        lifecycles.database, engine, migrate_first=settings.provided.auto_migrate
+    )
+    fan_out = providers.Resource(lifecycles.closing, fan_out_manager)
+    no_client: providers.Object[None] = providers.Object(None)
+    presence_lifecycle = providers.Resource(
+        lifecycles.closing, providers.Selector(role, server=presence, worker=no_client)
+    )
+    rate_limiter_lifecycle = providers.Resource(
+        lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
+    )
+    running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
 
     # --- use cases ------------------------------------------------------------------
     # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
@@ -286,6 +315,8 @@ class Container(containers.DeclarativeContainer):
         rate_rule=send_rate,
     )
     store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
+    # One per process (the worker's, or the server's in embedded mode): it queues batches.
+    consumer = providers.Singleton(MessageConsumer, broker=broker, store_messages=store_messages)
     list_history = providers.Factory(ListHistory, uow=uow)
     edit_message = providers.Factory(
         EditMessage,
@@ -315,7 +346,9 @@ class Container(containers.DeclarativeContainer):
 
 
 def build_container(settings: Settings, role: str) -> Container:
-    """The container for one process; ``role`` is "server" or "worker"."""
+    """The container for one process; ``role`` is "server", "worker" or "admin"."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
     if role == "worker" and settings.socketio_manager != "redis":
         raise ValueError("`chat worker` fans out through Redis: set CHAT_SOCKETIO_MANAGER=redis")
     if role == "worker" and settings.broker != "rabbitmq":

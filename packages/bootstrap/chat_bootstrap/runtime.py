@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
+from typing import Any
 
-from chat_adapters.sql.checkpoints import checkpointing
-from chat_adapters.sql.migrate import migrate
 from chat_bootstrap.container import Container
 
 log = logging.getLogger("chat.runtime")
@@ -16,33 +15,33 @@ log = logging.getLogger("chat.runtime")
 
 @asynccontextmanager
 async def running(container: Container) -> AsyncIterator[Container]:
-    """Start what needs starting, in order; stop it in reverse order on the way out."""
-    settings = container.settings()
-    engine = container.engine()
-    if settings.auto_migrate:
-        await migrate(engine)
-        log.info("database migrated", extra={"database": engine.url.render_as_string()})
-    broker = container.broker()
-    await broker.start()
+    """Open the container's resources; close them, in dependency order, on the way out.
+
+    If opening fails, what did open is closed again before the error propagates.
+    """
     try:
-        async with checkpointing(engine):
-            yield container
+        await _awaited(container.init_resources())
+    except BaseException:
+        await _shut_down(container)
+        raise
+    try:
+        yield container
     finally:
-        await broker.close()
-        if container.role() == "worker":
-            manager = container.socketio_emitter()
-        else:
-            # After the sockets are gone (their disconnects updated presence).
-            await container.presence().close()
-            manager = container.socketio_manager()
-        close = getattr(manager, "close", None)  # the Redis manager's listener and client
-        if close is not None:
-            await close()
-        if container.role() == "server":
-            close_limiter = getattr(container.rate_limiter(), "close", None)  # Redis client
-            if close_limiter is not None:
-                await close_limiter()
-        await engine.dispose()
+        await _shut_down(container)
+
+
+async def _shut_down(container: Container) -> None:
+    try:
+        await _awaited(container.shutdown_resources())
+    except Exception:  # a failing close must not hide why we are stopping
+        log.exception("closing the backing services failed")
+
+
+async def _awaited(result: Awaitable[Any] | None) -> None:
+    # Every lifecycle is an async generator, so both calls return an awaitable; they
+    # would return None if none were (dependency-injector#566, PITFALLS §5).
+    if result is not None:
+        await result
 
 
 def freeze_startup_heap() -> None:

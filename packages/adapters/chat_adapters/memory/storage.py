@@ -34,6 +34,7 @@ from chat_domain.ports.storage import (
     UnitOfWorkFactory,
     UserRepository,
 )
+from chat_domain.ports.system import Clock
 
 
 def _utc(at: datetime) -> datetime:
@@ -87,6 +88,7 @@ class InMemoryUnitOfWork(UnitOfWork):
     def __init__(self, factory: InMemoryUnitOfWorkFactory, read_only: bool = False) -> None:
         self._factory, self._read_only = factory, read_only
         self._work: _State | None = None
+        self.clock = factory.clock
         self.users = InMemoryUserRepository(self)
         self.rooms = InMemoryRoomRepository(self)
         self.messages = InMemoryMessageRepository(self)
@@ -124,9 +126,11 @@ class InMemoryUnitOfWork(UnitOfWork):
 
 
 class InMemoryUnitOfWorkFactory(UnitOfWorkFactory):
-    """In-memory storage entry point; each instance is an empty database."""
+    """In-memory storage entry point; each instance is an empty database. ``clock`` dates
+    a room's activity when a message takes its next seq."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
         self.state = _State()
         self.lock = asyncio.Lock()
 
@@ -325,7 +329,7 @@ class InMemoryRoomRepository(RoomRepository):
         if any(room_id not in state.rooms for room_id in counts):
             raise NotFound("room not found")
         firsts: dict[str, int] = {}
-        now = datetime.now(UTC)
+        now = self._uow.clock.now()
         for room_id, count in counts.items():
             room = state.rooms[room_id]
             firsts[room_id] = room.last_seq + 1

@@ -27,6 +27,9 @@ class InlineFanOutManager(RoomIndexedManager):
     Also the base of the Redis manager, where it does each node's local delivery.
     """
 
+    async def close(self) -> None:
+        """Release what the manager holds at process shutdown: nothing, for the local one."""
+
     async def emit(
         self,
         event: str,
@@ -61,6 +64,6 @@ class InlineFanOutManager(RoomIndexedManager):
                 continue
             try:
                 for frame in frames:
-                    await self.server._send_eio_packet(eio_sid, frame)
+                    await self.server.eio.send_packet(eio_sid, frame)
             except Exception:  # as with one task each: one socket's failure stops no other
                 log.exception("emit of %s to socket %s failed", event, sid)

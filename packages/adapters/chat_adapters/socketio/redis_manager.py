@@ -98,9 +98,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
     def _redis(self) -> aioredis.Redis:
         """One client (a connection pool) for publishing, probing and pub/sub connections."""
         if self._client is None:
-            self._client = self._get_redis_module().Redis.from_url(
-                self.redis_url, **self.redis_options
-            )
+            self._client = aioredis.Redis.from_url(self.redis_url, **self.redis_options)
             self.redis = self._client
             self.connected = True
         return self._client

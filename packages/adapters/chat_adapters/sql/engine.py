@@ -83,8 +83,8 @@ def _postgresql_engine(url: URL, pool_size: int) -> AsyncEngine:
     # failed first statement instead, which the unit of work retries on a new connection.
     @event.listens_for(engine.sync_engine, "checkout")
     def _drop_closed(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
-        driver_connection = getattr(dbapi_connection, "_connection", None)
-        if driver_connection is not None and driver_connection.is_closed():
+        # SQLAlchemy's adapter of an asyncpg connection hands the connection out publicly.
+        if dbapi_connection.driver_connection.is_closed():
             raise DisconnectionError("connection closed by the server")
 
     return engine

@@ -61,14 +61,16 @@ SELECT id, first_seq, member_ids FROM taken
 )
 
 
-def store_new_messages_parameters(by_room: Mapping[str, Sequence[Message]]) -> dict[str, Any]:
+def store_new_messages_parameters(
+    by_room: Mapping[str, Sequence[Message]], now: datetime
+) -> dict[str, Any]:
     """The statement's arrays: one entry per room, then one per message with its place
-    (``ordinal``) in its room's part of the batch."""
+    (``ordinal``) in its room's part of the batch; ``now`` is the rooms' new activity time."""
     batch = [(ordinal, m) for ms in by_room.values() for ordinal, m in enumerate(ms)]
     return {
         "room_ids": list(by_room),
         "counts": [len(ms) for ms in by_room.values()],
-        "now": datetime.now(UTC),
+        "now": now,
         "ids": [m.id for _, m in batch],
         "message_room_ids": [m.room_id for _, m in batch],
         "ordinals": [ordinal for ordinal, _ in batch],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import Integer, Row, and_, bindparam, case, func, insert, or_, select, update
@@ -42,6 +42,7 @@ from chat_domain.ports.storage import (
     SeqBlock,
     UserRepository,
 )
+from chat_domain.ports.system import Clock
 
 
 class Executor(Protocol):
@@ -235,10 +236,11 @@ class SqlAlchemyUserRepository(UserRepository):
 
 
 class SqlAlchemyRoomRepository(RoomRepository):
-    """Rooms, memberships with their markers, and the per-room sequence."""
+    """Rooms, memberships with their markers, and the per-room sequence; ``clock`` dates
+    a room's activity when a message takes its next seq."""
 
-    def __init__(self, db: Executor) -> None:
-        self._db = db
+    def __init__(self, db: Executor, clock: Clock) -> None:
+        self._db, self._clock = db, clock
 
     async def add(self, room: Room) -> None:
         statement = insert(rooms).values(
@@ -473,7 +475,7 @@ class SqlAlchemyRoomRepository(RoomRepository):
             raise ValueError("count must be at least 1")
         if not counts:
             return {}
-        params: dict[str, Any] = {"now": datetime.now(UTC)}
+        params: dict[str, Any] = {"now": self._clock.now()}
         for i, (room_id, count) in enumerate(counts.items()):
             params[f"r{i}"], params[f"n{i}"] = room_id, count
         statement = _allocate_seqs(len(counts), with_members)

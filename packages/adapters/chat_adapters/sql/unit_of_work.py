@@ -24,6 +24,7 @@ from chat_adapters.sql.repositories import (
 from chat_domain.entities import Message
 from chat_domain.errors import Conflict, Unavailable
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
+from chat_domain.ports.system import Clock
 
 
 class SqlAlchemyUnitOfWork(UnitOfWork):
@@ -39,11 +40,11 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
     a new connection.
     """
 
-    def __init__(self, engine: AsyncEngine, read_only: bool = False) -> None:
+    def __init__(self, engine: AsyncEngine, clock: Clock, read_only: bool = False) -> None:
         self._engine, self._read_only = engine, read_only
         self._conn: AsyncConnection | None = None
         self.users = SqlAlchemyUserRepository(self)
-        self.rooms = SqlAlchemyRoomRepository(self)
+        self.rooms = SqlAlchemyRoomRepository(self, clock)
         self.messages = SqlAlchemyMessageRepository(self)
         self.blocks = SqlAlchemyBlockRepository(self)
 
@@ -122,20 +123,21 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
 
 
 class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
-    """Storage entry point: opens units of work on one ``AsyncEngine``."""
+    """Storage entry point: opens units of work on one ``AsyncEngine``. ``clock`` dates a
+    room's activity when a message takes its next seq."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self._engine, self._clock = engine, clock
         # Autocommit on PostgreSQL: each statement is a transaction of its own.
         self._reading_engine = engines.reading_engine(engine)
         # PostgreSQL's lighter paths: a send's check on the driver, a batch in one statement.
         self._postgresql = engine.url.get_backend_name() == "postgresql"
 
     def __call__(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(self._engine)
+        return SqlAlchemyUnitOfWork(self._engine, self._clock)
 
     def reading(self) -> SqlAlchemyUnitOfWork:
-        return SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
+        return SqlAlchemyUnitOfWork(self._reading_engine, self._clock, read_only=True)
 
     async def check_send(
         self, room_id: str, sender_id: str, message_id: str
@@ -155,11 +157,11 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
         if not by_room:
             return [], {}
         # One statement in autocommit: atomic by itself, and one round trip, not four.
-        unit = SqlAlchemyUnitOfWork(self._reading_engine, read_only=True)
+        unit = SqlAlchemyUnitOfWork(self._reading_engine, self._clock, read_only=True)
         async with unit:
             result = await unit.execute(
                 message_batches.STORE_NEW_MESSAGES,
-                message_batches.store_new_messages_parameters(by_room),
+                message_batches.store_new_messages_parameters(by_room, self._clock.now()),
             )
             rows = result.all()
         return message_batches.stored_batch(by_room, rows)

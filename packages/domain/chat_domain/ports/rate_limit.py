@@ -57,3 +57,6 @@ class RateLimiter(ABC):
     @abstractmethod
     async def _forget(self, bucket: str) -> None:
         """Drop ``bucket``: its next call finds it full."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections (process shutdown)."""

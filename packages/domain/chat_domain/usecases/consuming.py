@@ -1,4 +1,9 @@
-"""The consumer loop: broker -> StoreMessages (store with the next seq, emit message:new)."""
+"""The consumer loop: broker -> StoreMessages (store with the next seq, emit message:new).
+
+Both processes that consume run it: `chat worker`, and `chat serve` in embedded mode. It
+knows only ports and a use case, so it lives beside the use cases; what it consumed is
+counted by the broker's metered wrapper (adapters), not here.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,7 @@ from collections.abc import Sequence
 
 from chat_domain.entities import Message
 from chat_domain.ports.broker import MessageBroker
-from chat_domain.ports.system import Clock
 from chat_domain.usecases.messages import StoreMessages
-from chat_worker.metrics import CONSUME_SECONDS, MESSAGES_FAILED, MESSAGES_STORED
 
 log = logging.getLogger("chat.worker")
 
@@ -34,12 +37,13 @@ class MessageConsumer:
     one by one. Nothing is acknowledged unstored.
     """
 
-    def __init__(self, broker: MessageBroker, store_messages: StoreMessages, clock: Clock) -> None:
-        self._broker, self._store, self._clock = broker, store_messages, clock
+    def __init__(self, broker: MessageBroker, store_messages: StoreMessages) -> None:
+        self._broker, self._store = broker, store_messages
         self._queued: list[_Waiting] = []
         self._flushing: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
+        """Store what the broker delivers until the broker is closed."""
         log.info("consuming accepted messages")
         await self._broker.consume(self._handle)
 
@@ -48,15 +52,7 @@ class MessageConsumer:
         self._queued.append((batch, done))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush())
-        try:
-            await done  # a cancelled handler leaves its messages unacknowledged
-        except Exception:
-            MESSAGES_FAILED.inc(len(batch))
-            raise
-        MESSAGES_STORED.inc(len(batch))
-        now = self._clock.now()
-        for message in batch:
-            CONSUME_SECONDS.observe((now - message.created_at).total_seconds())
+        await done  # a cancelled handler leaves its messages unacknowledged
 
     async def _flush(self) -> None:
         try:

@@ -1,0 +1,56 @@
+"""What the container opens at start and closes at shutdown: its Resource providers.
+
+dependency-injector starts a container's resources concurrently, and stops a resource
+only once every resource that takes it as an argument has stopped. So a resource's
+extra positional arguments (``*outlived_by``) are the resources it must start after and
+stop before; nothing else orders them (PITFALLS §5).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from chat_adapters.sql.checkpoints import checkpointing
+from chat_adapters.sql.migrate import migrate
+from chat_domain.ports.broker import MessageBroker
+
+log = logging.getLogger("chat.runtime")
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+async def database(engine: AsyncEngine, migrate_first: bool) -> AsyncIterator[AsyncEngine]:
+    """The database while the process runs: migrated first if asked, its SQLite file
+    checkpointed off the event loop, its pooled connections closed at the end."""
+    try:
+        if migrate_first:
+            await migrate(engine)
+            log.info("database migrated", extra={"database": engine.url.render_as_string()})
+        async with checkpointing(engine):
+            yield engine
+    finally:
+        await engine.dispose()
+
+
+async def running_broker(broker: MessageBroker, *outlived_by: object) -> AsyncIterator[None]:
+    """The broker connected; closed (the message in hand finished) before ``outlived_by``."""
+    await broker.start()
+    try:
+        yield
+    finally:
+        await broker.close()
+
+
+async def closing(client: Closable | None, *outlived_by: object) -> AsyncIterator[None]:
+    """``client`` closed at shutdown (None: this process has no such client)."""
+    try:
+        yield
+    finally:
+        if client is not None:
+            await client.close()
