@@ -215,6 +215,12 @@ def render(result: dict[str, Any]) -> str:
             else "; ".join(
                 f"{r['nodes']}n {r['workers']}w {_label(r)}: lost {r['lost']}, dup "
                 f"{r['duplicated']}, order {r['order_violations']}"
+                + (
+                    " (dup: the killed worker's unacknowledged batch, emitted again by the"
+                    " next worker by design; clients dedupe by id)"
+                    if r["churn"]
+                    else ""
+                )
                 for r in unclean
             )
         ),

@@ -213,7 +213,10 @@ def test_bench_scaling_measures_every_role_for_every_node_and_worker_count(
     for row in rows.values():
         assert row["accepted"] == row["sent"] > 0, row
         assert row["delivered"] == row["deliveries_expected"] > 0, row
-        assert row["lost"] == row["duplicated"] == row["order_violations"] == 0, row
+        assert row["lost"] == row["order_violations"] == 0, row
+        # A SIGKILLed worker's unacknowledged batch is stored once and emitted again by the
+        # next one (StoreMessages: clients dedupe by id): a copy is allowed there only.
+        assert row["churn"] or row["duplicated"] == 0, row
         # Every role was found (servers, workers and each service by process name)...
         assert all(row["processes"][role] >= 1 for role in ROLES), row["processes"]
         # ...and has its CPU per message, the cluster's sum beside them.
