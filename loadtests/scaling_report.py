@@ -275,12 +275,30 @@ def plot(result: dict[str, Any], path: Path) -> bool:
     for axes, key in ((by_nodes, "nodes"), (by_workers, "workers")):
         axes.set_xticks(sorted(set(result["settings"][key])))
         axes.set_ylabel("CPU per message, ms")
-        axes.set_ylim(bottom=0)
+        axes.set_ylim(0, axes.get_ylim()[1] * 1.4)  # room for the legend above the lines
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=7)
+        axes.legend(fontsize=7, loc="upper left", ncol=2, framealpha=0.6)
     fig.suptitle(f"CPU per message by role, commit {result['machine']['commit']}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print a scaling JSON's tables again, and redraw its plot beside it (.png)."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog="python -m loadtests.scaling_report")
+    parser.add_argument("json", type=Path, help="a report of `bench --scaling`")
+    args = parser.parse_args(argv)
+    result = json.loads(args.json.read_text())
+    print(render(result))
+    plot(result, args.json.with_suffix(".png"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
