@@ -468,6 +468,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     scaling.add_argument(
         "--churn", action="store_true", help="a last phase: a worker added, then one SIGKILLed"
     )
+    scaling.add_argument(
+        "--profile", type=Path, help="directory for py-spy flame graphs of each phase"
+    )
     args = parser.parse_args(argv)
     if args.scaling:
         if args.all:
@@ -555,6 +558,7 @@ def scaling_settings(args: argparse.Namespace) -> ScalingSettings:
         baseline=args.baseline,
         churn=args.churn,
         workload=replace(workload, seed=args.seed),
+        profile=args.profile,
     )
 
 

@@ -17,8 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from loadtests import phases
@@ -58,6 +62,7 @@ class ScalingSettings:
     baseline: float  # seconds of idle measured before each phase, subtracted
     churn: bool
     workload: Workload
+    profile: Path | None = None  # py-spy flame graphs of each phase go there
 
     def configurations(self) -> list[tuple[int, int]]:
         """(nodes, workers) in the order they run: the nodes line with one worker, then the
@@ -88,6 +93,7 @@ class ScalingSettings:
             "baseline_s": self.baseline,
             "churn": self.churn,
             "workload": self.workload.describe(),
+            "profile": None if self.profile is None else str(self.profile),
         }
 
 
@@ -220,6 +226,44 @@ async def _churn(cluster: ScalableCluster, meter: RoleMeter, duration: float) ->
     await asyncio.to_thread(cluster.kill_worker)
 
 
+def py_spy() -> str | None:
+    """The py-spy beside this Python (the load extra installs it), else one on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else shutil.which("py-spy")
+
+
+async def _profile(
+    cluster: ScalableCluster, directory: Path, label: str, duration: float
+) -> list[str]:
+    """Flame graphs of the first server node and of every worker over the phase: py-spy
+    samples from outside (``--nonblocking``: the process is never paused), at 50 Hz so
+    that the sampler itself takes little of the cores. Its own CPU is in no role."""
+    spy = py_spy()
+    if spy is None:
+        print("bench: --profile needs py-spy (pip install py-spy)", file=sys.stderr)
+        return []
+    await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
+    chosen = [*cluster.servers[:1], *cluster.workers]
+    runs = []
+    for process in chosen:
+        assert process.proc is not None
+        path = directory / f"{label}-{process.name}.svg"
+        args = [spy, "record", "--nonblocking", "--rate", "50", "--duration"]
+        args += [str(max(int(duration), 1)), "--format", "flamegraph", "--output", str(path)]
+        args += ["--pid", str(process.proc.pid)]
+        runs.append((path, await asyncio.create_subprocess_exec(
+            *args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )))  # fmt: skip
+    written = []
+    for path, run in runs:
+        _, err = await run.communicate()
+        if run.returncode == 0:
+            written.append(str(path))
+        else:
+            print(f"bench: py-spy on {path.stem}: {err.decode()[-300:]}", file=sys.stderr)
+    return written
+
+
 async def measure(
     cluster: ScalableCluster,
     accounts: Accounts,
@@ -256,6 +300,12 @@ async def measure(
             changing = (
                 asyncio.create_task(_churn(cluster, meter, settings.duration)) if churn else None
             )
+            profiling = None
+            if settings.profile is not None:
+                name = f"{nodes}n{workers}w-{workload}{'-churn' if churn else ''}"
+                profiling = asyncio.create_task(
+                    _profile(cluster, settings.profile, name, settings.duration)
+                )
             t0 = now()
             stats = await phases.open_loop(
                 population, settings.rate, settings.duration, progress, senders=senders
@@ -263,6 +313,7 @@ async def measure(
             duration = now() - t0
             if changing is not None:
                 await changing
+            profiles = [] if profiling is None else await profiling
             await phases.drain(population, settings.drain)
             sampling.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -290,6 +341,7 @@ async def measure(
         "ms_per_message": net,
         "ms_per_message_raw": raw,
         **worker_shares(window, cluster.names, churn),
+        "profiles": profiles,
         **busy,
     }
     progress.done(
