@@ -4,6 +4,7 @@
     python -m loadtests.bench --quick         # a short smoke run
     python -m loadtests.bench --all           # + the cluster target, under 10 minutes
     python -m loadtests.bench --scenarios small-rooms --targets embedded,reference
+    python -m loadtests.bench --scaling --nodes 1,2,4,8 --workers 1,2,4 --rate 100
 
 Scenarios: ``small-rooms`` (10 rooms of 10 members, 2 senders each), ``big-room`` (1 room
 of 200 members), each at fixed open-loop rates then a closed-loop saturation run;
@@ -28,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtests import phases, report
+from loadtests import phases, report, scaling, scaling_report
 from loadtests.driver import Member, Population, Room, now
+from loadtests.scaling import QUICK_WORKLOAD, ScalingSettings
 from loadtests.targets import REPO, STARTERS, Target
+from loadtests.workloads import Workload
 
 
 @dataclass(frozen=True)
@@ -452,7 +455,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rates", help="comma list of msg/s for both room scenarios")
     parser.add_argument("--idle-sockets", type=int, help="sockets of the idle scenario")
     parser.add_argument("--output", type=Path, help="JSON path (default var/bench/bench-<time>)")
+    scaling = parser.add_argument_group(
+        "scaling mode", "CPU per message of each role for several node and worker counts"
+    )
+    scaling.add_argument("--scaling", action="store_true", help="run the scaling mode")
+    scaling.add_argument("--nodes", default="1,2,4,8", help="server node counts (1 worker)")
+    scaling.add_argument("--workers", default="1,2,4", help="worker counts (--worker-nodes)")
+    scaling.add_argument("--worker-nodes", type=int, default=2, help="nodes of the workers line")
+    scaling.add_argument("--rate", type=float, default=100.0, help="offered msg/s of each phase")
+    scaling.add_argument("--baseline", type=float, default=3.0, help="idle seconds before each")
+    scaling.add_argument("--seed", type=int, default=22, help="users' nodes, rooms, senders")
+    scaling.add_argument(
+        "--churn", action="store_true", help="a last phase: a worker added, then one SIGKILLed"
+    )
+    scaling.add_argument(
+        "--profile", type=Path, help="directory for py-spy flame graphs of each phase"
+    )
     args = parser.parse_args(argv)
+    if args.scaling:
+        if args.all:
+            parser.error("--scaling and --all are separate runs")
+        for option in ("nodes", "workers"):
+            try:
+                counts = tuple(int(n) for n in getattr(args, option).split(",") if n.strip())
+            except ValueError:
+                parser.error(f"--{option}: a comma list of whole numbers")
+            if not counts or min(counts) < 1:
+                parser.error(f"--{option}: at least one count, each 1 or more")
+            setattr(args, option, counts)
+        return args
     if args.all:
         targets = [one.target for run in ALL for one in run.runs()]
         args.scenarios, args.targets = ",".join(SCENARIOS), ",".join(targets)
@@ -514,8 +545,68 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return settings
 
 
+def scaling_settings(args: argparse.Namespace) -> ScalingSettings:
+    quick = bool(args.quick)
+    workload = QUICK_WORKLOAD if quick else Workload()
+    return ScalingSettings(
+        nodes=args.nodes,
+        workers=args.workers,
+        worker_nodes=args.worker_nodes,
+        rate=args.rate,
+        duration=args.duration or (3.0 if quick else 15.0),
+        drain=args.drain or (5.0 if quick else 10.0),
+        baseline=args.baseline,
+        churn=args.churn,
+        workload=replace(workload, seed=args.seed),
+        profile=args.profile,
+    )
+
+
+def scaling_main(args: argparse.Namespace) -> int:
+    """The scaling mode: see loadtests/scaling.py."""
+    settings = scaling_settings(args)
+    started_at = datetime.now(UTC)
+    stamp = started_at.strftime("%Y%m%d-%H%M%S")
+    output: Path = args.output or REPO / "var" / "bench" / f"scaling-{stamp}.json"
+    rows: list[dict[str, Any]] = []
+    errors: list[Any] = []
+    probe_start = report.cpu_probe_ms()
+    t0 = time.monotonic()
+    try:
+        _run(scaling.run(settings, rows, errors))
+    except KeyboardInterrupt:
+        errors.append({"error": "interrupted"})
+    except Exception as exc:  # the cluster did not start: say so in the report
+        errors.append({"error": repr(exc)})
+        print(f"bench: scaling failed: {exc!r}", file=sys.stderr)
+    result = {
+        "version": 1,
+        "mode": "scaling",
+        "started_at": started_at.isoformat(timespec="seconds"),
+        "elapsed_s": round(time.monotonic() - t0, 1),
+        "machine": {
+            **report.machine(),
+            "cpu_probe_ms": {"start": probe_start, "end": report.cpu_probe_ms()},
+        },
+        "settings": {"profile": "quick" if args.quick else "standard", **settings.flat()},
+        "roles": list(scaling.ROLES),
+        "results": rows,
+        "goal": scaling_report.node_goal(rows),
+        "capacity": scaling_report.capacities(rows),
+        "errors": errors,
+    }
+    report.write_json(result, output)
+    png = output.with_suffix(".png")
+    plotted = scaling_report.plot(result, png)
+    print(scaling_report.render(result))
+    print(f"\nJSON: {output}" + (f"\nplot: {png}" if plotted else ""))
+    return 1 if errors else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.scaling:
+        return scaling_main(args)
     settings = settings_from(args)
     started_at = datetime.now(UTC)
     stamp = started_at.strftime("%Y%m%d-%H%M%S")

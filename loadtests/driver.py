@@ -229,18 +229,19 @@ class Population:
         self.members += added
         return list(added)
 
-    async def add_room(self, members: list[Member], senders: int) -> Room:
+    async def add_room(self, members: list[Member], senders: int, kind: str = "group") -> Room:
         """The first member creates the room with all the others in one call: joined one
         by one, each join told every member so far (n² events: 500k frames for the idle
-        scenario's 200 users of 25 sockets, still being written when its broadcasts began)."""
+        scenario's 200 users of 25 sockets, still being written when its broadcasts began).
+        ``kind="direct"``: the direct room of a pair (an existing one is answered 200)."""
         owner = members[0]
-        status, answer = await self._post(
-            owner.rest_url,
-            "/api/v1/rooms",
-            {"name": f"bench {self.tag}", "member_ids": [m.user_id for m in members[1:]]},
-            owner.headers,
-        )
-        if status != 201:
+        body: dict[str, Any] = {"member_ids": [m.user_id for m in members[1:]]}
+        if kind == "direct":
+            body["kind"] = "direct"
+        else:
+            body["name"] = f"bench {self.tag}"
+        status, answer = await self._post(owner.rest_url, "/api/v1/rooms", body, owner.headers)
+        if status not in ((200, 201) if kind == "direct" else (201,)):
             raise RestError(f"create room answered {status}: {answer}")
         room = Room(answer["room"]["id"], members, members[:senders])
         self.rooms.append(room)

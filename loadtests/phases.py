@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from loadtests.driver import PhaseStats, Population, now
+from loadtests.driver import Member, PhaseStats, Population, Room, now
 
 
 def percentiles(samples: list[float]) -> dict[str, float | None]:
@@ -197,12 +197,13 @@ async def open_loop(
     duration: float,
     progress: Progress,
     max_in_flight: int = 2000,
+    senders: Iterator[tuple[Member, Room]] | None = None,
 ) -> PhaseStats:
-    """Send at ``rate`` msg/s whatever the answers, senders in turn. Latency counts from the
-    scheduled send time, so a slow server cannot slow the generator down and hide its own
-    queueing (coordinated omission)."""
+    """Send at ``rate`` msg/s whatever the answers, senders in turn (or in the order
+    ``senders`` gives). Latency counts from the scheduled send time, so a slow server cannot
+    slow the generator down and hide its own queueing (coordinated omission)."""
     stats = population.tracker.new_phase()
-    senders = itertools.cycle(population.senders())
+    senders = senders or itertools.cycle(population.senders())
     tasks: set[asyncio.Task[None]] = set()
     ticker = asyncio.create_task(_ticker(progress, stats, stats.started_at, duration))
     t0 = stats.started_at

@@ -85,7 +85,7 @@ def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
 
-def _table(headers: list[str], rows: list[list[str]], left: int = 0) -> str:
+def text_table(headers: list[str], rows: list[list[str]], left: int = 0) -> str:
     """Columns padded to fit; the first ``left`` are text (left-aligned), the rest figures."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
@@ -165,7 +165,7 @@ def render(report: dict[str, Any]) -> str:
             "* = saturated, higher rates skipped; srv cpu% = the target's processes, % of one "
             "core; host busy% = the whole machine (every process, all cores); steal% = the "
             "share of the machine the host gave its other tenants meanwhile",
-            _table(headers, rows),
+            text_table(headers, rows),
         ]
     idle = []
     for r in report["results"]:
@@ -192,17 +192,25 @@ def render(report: dict[str, Any]) -> str:
         headers = ["target", "sockets", "failed", "connects/s", "RSS before MiB", "RSS after MiB",
                    "KiB/conn", "broadcast p50", "broadcast p99", "lost", "dup",
                    "KiB/conn vs ref"]  # fmt: skip
-        parts += ["", "idle sockets (server RSS from /proc/<pid>/status)", _table(headers, idle)]
+        parts += [
+            "",
+            "idle sockets (server RSS from /proc/<pid>/status)",
+            text_table(headers, idle),
+        ]
     scaling = scaling_rows(report["results"])
     if scaling:
         headers = ["scenario", "load", "1 node acc/s", "2 nodes acc/s", "2 vs 1",
                    "1 node p50", "2 nodes p50", "1 node p99", "2 nodes p99"]  # fmt: skip
-        parts += ["", "one server node against two (cluster-1, cluster)", _table(headers, scaling)]
+        parts += [
+            "",
+            "one server node against two (cluster-1, cluster)",
+            text_table(headers, scaling),
+        ]
     checked = goals(report["results"])
     if checked:
         headers = ["goal", "measured", "met"]
         rows = [[g["goal"], g["measured"], "yes" if g["met"] else "NO"] for g in checked]
-        parts += ["", "goals (issue 5)", _table(headers, rows, left=3)]
+        parts += ["", "goals (issue 5)", text_table(headers, rows, left=3)]
     for error in report["errors"]:
         parts.append(f"\nNOT RUN {error['target']} {error['scenario']}: {error['error']}")
     return "\n".join(parts)

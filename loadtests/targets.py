@@ -113,6 +113,19 @@ class Process:
             time.sleep(0.1)  # a process that is starting offers nothing to wait on
         raise TimeoutError(f"{self.name} not healthy after {timeout}s:\n{self.log_tail()}")
 
+    def wait_logged(self, text: str, timeout: float = 60.0) -> bool:
+        """Wait until the log holds ``text`` (a worker has no health endpoint: its "consuming"
+        line says its start-up is over); False if it did not within ``timeout``."""
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_tail()}")
+            if self.log_path.exists() and text in self.log_path.read_text(errors="replace"):
+                return True
+            time.sleep(0.1)  # as wait_healthy: a starting process offers nothing to wait on
+        return False
+
     def stop(self, timeout: float = 20.0) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
@@ -260,31 +273,42 @@ def _delete_queues(prefix: str) -> None:
         print(f"bench: could not delete queues {prefix}.*: {exc}", file=sys.stderr)
 
 
-def start_cluster(servers: int = 2) -> Target:
-    """``servers`` x `chat serve` + 1 `chat worker` over RabbitMQ, Redis and a fresh PostgreSQL
-    database, isolated from any other run by a unique queue prefix and pub/sub channel."""
-    tag = secrets.token_hex(4)
-    name = "cluster" if servers == 2 else f"cluster-{servers}"
-    target = Target(name, database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
+def _cluster_env(target: Target, tag: str) -> dict[str, str]:
+    """The settings every process of a cluster target shares: its own database, queue prefix
+    and pub/sub channel, and one secret so that each node verifies the others' tokens."""
     env = {
         "CHAT_BROKER": "rabbitmq",
         "CHAT_SOCKETIO_MANAGER": "redis",
         "CHAT_DATABASE_URL": f"postgresql+asyncpg://postgres@127.0.0.1:5432/{target.database}",
         "CHAT_RABBITMQ_PREFIX": target.prefix or "",
         "CHAT_REDIS_CHANNEL": f"bench-{tag}",
-        # Both nodes must verify each other's tokens.
         "CHAT_SECRET_KEY": secrets.token_urlsafe(48),
     }
-    for key in ("CHAT_RABBITMQ_URL", "CHAT_REDIS_URL"):
+    for key in ("CHAT_RABBITMQ_URL", "CHAT_REDIS_URL", "CHAT_RABBITMQ_PARTITIONS"):
         if key in os.environ:
             env[key] = os.environ[key]
+    return env
+
+
+def _create_database(target: Target, env: dict[str, str]) -> None:
+    assert target.database is not None
+    _admin_sql(f'CREATE DATABASE "{target.database}"')
+    migrate = subprocess.run(
+        [CHAT, "migrate"], cwd=target.workdir, env=_env(env), capture_output=True, timeout=120
+    )
+    if migrate.returncode != 0:
+        raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
+
+
+def start_cluster(servers: int = 2) -> Target:
+    """``servers`` x `chat serve` + 1 `chat worker` over RabbitMQ, Redis and a fresh PostgreSQL
+    database, isolated from any other run by a unique queue prefix and pub/sub channel."""
+    tag = secrets.token_hex(4)
+    name = "cluster" if servers == 2 else f"cluster-{servers}"
+    target = Target(name, database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
+    env = _cluster_env(target, tag)
     try:
-        _admin_sql(f'CREATE DATABASE "{target.database}"')
-        migrate = subprocess.run(
-            [CHAT, "migrate"], cwd=target.workdir, env=_env(env), capture_output=True, timeout=120
-        )
-        if migrate.returncode != 0:
-            raise RuntimeError(f"chat migrate failed:\n{migrate.stdout.decode()[-2000:]}")
+        _create_database(target, env)
         for node in range(servers):
             target.add(_serve(f"server-{node + 1}", target.workdir, env))
         worker_env = {**env, "CHAT_WORKER_OPS_PORT": str(free_port())}
@@ -298,6 +322,105 @@ def start_cluster(servers: int = 2) -> Target:
         target.stop()
         raise
     return target
+
+
+# What `chat worker` logs once started (chat_worker.consumer), waiting or consuming.
+WORKER_READY = "consuming accepted messages"
+
+
+@dataclass
+class ScalableCluster(Target):
+    """A cluster whose server nodes and workers are added and removed between phases (or a
+    worker killed mid-phase), on one database: the scaling mode's users and rooms are set up
+    once and each configuration only moves sockets."""
+
+    env: dict[str, str] = field(default_factory=dict)
+    servers: list[Process] = field(default_factory=list)
+    workers: list[Process] = field(default_factory=list)
+    started: dict[str, int] = field(default_factory=dict)  # per role: names stay unique
+    names: dict[int, str] = field(default_factory=dict)  # pid -> name, the gone ones too
+
+    @classmethod
+    def start(cls, nodes: int, workers: int) -> ScalableCluster:
+        tag = secrets.token_hex(4)
+        target = cls("scaling", database=f"chat_bench_{tag}", prefix=f"bench-{tag}")
+        target.env = _cluster_env(target, tag)
+        try:
+            _create_database(target, target.env)
+            target.scale(nodes, workers)
+        except BaseException:
+            target.stop()
+            raise
+        return target
+
+    def add(self, process: Process) -> Process:
+        super().add(process)
+        if process.proc is not None:
+            self.names[process.proc.pid] = process.name
+        return process
+
+    def _name(self, role: str) -> str:
+        self.started[role] = self.started.get(role, 0) + 1
+        return f"{role}-{self.started[role]}"
+
+    @property
+    def urls(self) -> list[str]:
+        return [p.url for p in self.servers if p.url is not None]
+
+    def add_worker(self) -> Process:
+        # Each worker of this host serves its operations endpoints on a port of its own.
+        env = {**self.env, "CHAT_WORKER_OPS_PORT": str(free_port())}
+        worker = self.add(Process(self._name("worker"), [CHAT, "worker"], self.workdir, env))
+        self.workers.append(worker)
+        return worker
+
+    def _retire(self, process: Process, kill: bool = False) -> None:
+        if kill and process.proc is not None and process.proc.poll() is None:
+            process.proc.send_signal(signal.SIGKILL)
+            process.proc.wait()
+        else:
+            process.stop()
+        for group in (self.servers, self.workers, self.processes):
+            if process in group:
+                group.remove(process)
+
+    def kill_worker(self) -> Process:
+        """SIGKILL the oldest worker (today the one active on every partition): what a
+        crash does, its unacknowledged messages redelivered to the next consumer."""
+        oldest = self.workers[0]
+        self._retire(oldest, kill=True)
+        return oldest
+
+    def scale(self, nodes: int, workers: int) -> None:
+        """Start or stop the newest server nodes and workers until there are ``nodes`` and
+        ``workers``; new servers are waited for until healthy."""
+        while len(self.servers) > nodes:
+            self._retire(self.servers[-1])
+        while len(self.workers) > workers:
+            self._retire(self.workers[-1])
+        added = []
+        while len(self.servers) < nodes:
+            server = self.add(_serve(self._name("server"), self.workdir, self.env))
+            self.servers.append(server)
+            added.append(server)
+        while len(self.workers) < workers:
+            added.append(self.add_worker())
+        for process in added:
+            if process.url is not None:
+                process.wait_healthy()
+            elif not process.wait_logged(WORKER_READY):
+                # Measured anyway; its start-up may then weigh on the next idle baseline.
+                print(f"bench: {process.name} did not log {WORKER_READY!r}", file=sys.stderr)
+
+    def role_pids(self) -> dict[str, list[int]]:
+        """The pids of each role: ``servers``, ``workers`` and the services beside them."""
+        from loadtests.roles import service_pids
+
+        def live(group: list[Process]) -> list[int]:
+            return [p.proc.pid for p in group if p.proc is not None and p.proc.poll() is None]
+
+        return {"servers": live(self.servers), "workers": live(self.workers),
+                **service_pids(self.database)}  # fmt: skip
 
 
 STARTERS = {

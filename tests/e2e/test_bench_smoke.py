@@ -175,3 +175,61 @@ def test_bench_measures_one_node_and_two_in_adjacent_alternating_phases(tmp_path
     for idle in report["results"][6:]:
         assert idle["sockets"] == 60 and idle["delivered"] == idle["deliveries_expected"] > 0
     assert "one server node against two" in stdout
+
+
+def test_bench_scaling_measures_every_role_for_every_node_and_worker_count(
+    tmp_path: Path,
+) -> None:
+    for service in (POSTGRES, REDIS, RABBITMQ):
+        require(service)
+    from loadtests.scaling import ROLES
+
+    output = tmp_path / "scaling.json"
+    run = subprocess.run(
+        [
+            *(sys.executable, "-m", "loadtests.bench", "--scaling", "--quick"),
+            *("--nodes", "1,2", "--workers", "1,2", "--rate", "10", "--duration", "3"),
+            *("--drain", "15", "--baseline", "1", "--churn", "--output", str(output)),
+        ],
+        cwd=REPO,
+        env=clean_env({}),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
+    report = json.loads(output.read_text())
+    assert report["mode"] == "scaling" and report["errors"] == []
+    rows = {(r["nodes"], r["workers"], r["workload"], r["churn"]): r for r in report["results"]}
+    # The nodes line (1 worker) with both workloads, the workers line on 2 nodes, the churn.
+    assert set(rows) == {
+        (1, 1, "mixed", False),
+        (1, 1, "direct-cross", False),
+        (2, 1, "mixed", False),
+        (2, 1, "direct-cross", False),
+        (2, 2, "mixed", False),
+        (2, 2, "mixed", True),
+    }
+    for row in rows.values():
+        assert row["accepted"] == row["sent"] > 0, row
+        assert row["delivered"] == row["deliveries_expected"] > 0, row
+        assert row["lost"] == row["order_violations"] == 0, row
+        # A SIGKILLed worker's unacknowledged batch is stored once and emitted again by the
+        # next one (StoreMessages: clients dedupe by id): a copy is allowed there only.
+        assert row["churn"] or row["duplicated"] == 0, row
+        # Every role was found (servers, workers and each service by process name)...
+        assert all(row["processes"][role] >= 1 for role in ROLES), row["processes"]
+        # ...and has its CPU per message, the cluster's sum beside them.
+        for role in (*ROLES, "cluster"):
+            assert row["ms_per_message"][role] >= 0, (role, row["ms_per_message"])
+        assert row["ms_per_message_raw"]["servers"] > 0, row
+    assert rows[(2, 1, "direct-cross", False)]["cross_node"] is True
+    two_workers = rows[(2, 2, "mixed", False)]
+    assert len(two_workers["workers_detail"]) == 2
+    assert two_workers["workers_uneven"] in (True, False)
+    # The churn phase started a worker and killed one: three workers measured in it.
+    assert len(rows[(2, 2, "mixed", True)]["workers_detail"]) == 3
+    assert {(c["nodes"], c["workers"]) for c in report["capacity"]} == {(1, 1), (2, 1), (2, 2)}
+    assert "CPU per accepted message" in run.stdout and "capacity model" in run.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert output.with_suffix(".png").stat().st_size > 0
