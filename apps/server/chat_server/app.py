@@ -10,6 +10,7 @@ from chat_bootstrap.container import Container
 from chat_server import observability, ops, web
 from chat_server import openapi as openapi_docs
 from chat_server.api import api
+from chat_server.client_packets import guard_client_packets
 from chat_server.errors import register_error_handlers
 from chat_server.fast_send import FastSendRoute
 from chat_server.http import ChatRequest, OrjsonProvider
@@ -59,6 +60,7 @@ def create_app(container: Container) -> socketio.ASGIApp:
     """
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
+    guard_client_packets(sio)
     observability.export_socket_gauge(sio)
     # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.
     rest = FastSendRoute(create_quart_app(container), container)
