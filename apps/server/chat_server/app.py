@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socketio
+from hypercorn.typing import ASGIFramework
 from quart import Quart
 from quart_schema import QuartSchema
 
 from chat_bootstrap.container import Container
 from chat_server import observability, ops, web
 from chat_server import openapi as openapi_docs
+from chat_server.admission import SessionAdmission
 from chat_server.api import api
 from chat_server.client_packets import guard_client_packets
 from chat_server.errors import register_error_handlers
@@ -52,16 +54,26 @@ def create_quart_app(container: Container) -> Quart:
     return app
 
 
-def create_app(container: Container) -> socketio.ASGIApp:
+def create_app(container: Container) -> ASGIFramework:
     """socket.io answers under /socket.io/, everything else goes to Quart.
+
+    In front of socket.io: the admission of sessions not logged in yet (docs/security.md).
 
     The container's lifecycle is owned by the caller (`chat serve`), not by ASGI
     lifespan, so that the server and the worker start and stop it the same way.
     """
+    settings = container.settings()
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
     guard_client_packets(sio)
     observability.export_socket_gauge(sio)
     # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.
     rest = FastSendRoute(create_quart_app(container), container)
-    return socketio.ASGIApp(sio, other_asgi_app=rest)
+    return SessionAdmission(
+        socketio.ASGIApp(sio, other_asgi_app=rest),
+        sio,
+        per_address=settings.socket_pending_per_address,
+        max_pending=settings.socket_pending_max,
+        pending_seconds=settings.socket_pending_seconds,
+        trusted_proxy_hops=settings.trusted_proxy_hops,
+    )

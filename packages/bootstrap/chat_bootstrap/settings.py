@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     # X-Forwarded-For; 0 trusts no header (the peer address is the client's).
     trusted_proxy_hops: int = Field(default=0, ge=0, le=10)
 
+    # --- transport bounds, before and after login (see docs/security.md) ---------------
+    # engine.io sessions not yet socket.io-connected (no accepted connect packet): at most
+    # this many per client address, this many on the node, each for this many seconds.
+    socket_pending_per_address: int = Field(default=20, ge=1)
+    socket_pending_max: int = Field(default=1000, ge=1)
+    socket_pending_seconds: float = Field(default=10.0, gt=0)
+
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
         if self.embedded_worker is None:
