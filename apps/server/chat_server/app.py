@@ -16,6 +16,7 @@ from chat_server.client_packets import guard_client_packets
 from chat_server.errors import register_error_handlers
 from chat_server.fast_send import FastSendRoute
 from chat_server.http import ChatRequest, OrjsonProvider
+from chat_server.outbound import OutboundBounds
 from chat_server.realtime import register_socket_handlers
 from chat_server.security import harden
 
@@ -57,7 +58,8 @@ def create_quart_app(container: Container) -> Quart:
 def create_app(container: Container) -> ASGIFramework:
     """socket.io answers under /socket.io/, everything else goes to Quart.
 
-    In front of socket.io: the admission of sessions not logged in yet (docs/security.md).
+    In front of socket.io: the admission of sessions not logged in yet, and the bound on
+    what each socket may have queued (docs/security.md).
 
     The container's lifecycle is owned by the caller (`chat serve`), not by ASGI
     lifespan, so that the server and the worker start and stop it the same way.
@@ -69,8 +71,14 @@ def create_app(container: Container) -> ASGIFramework:
     observability.export_socket_gauge(sio)
     # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.
     rest = FastSendRoute(create_quart_app(container), container)
-    return SessionAdmission(
+    bounded = OutboundBounds(
         socketio.ASGIApp(sio, other_asgi_app=rest),
+        sio,
+        limit_bytes=settings.socket_send_buffer_bytes,
+        timeout_s=settings.socket_send_timeout_seconds,
+    )
+    return SessionAdmission(
+        bounded,
         sio,
         per_address=settings.socket_pending_per_address,
         max_pending=settings.socket_pending_max,

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     socket_pending_per_address: int = Field(default=20, ge=1)
     socket_pending_max: int = Field(default=1000, ge=1)
     socket_pending_seconds: float = Field(default=10.0, gt=0)
+    # What a socket's outbound queue may hold (bytes of queued frames), and how long a
+    # queued frame may wait for the client to read; past either the socket is disconnected.
+    socket_send_buffer_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
+    socket_send_timeout_seconds: float = Field(default=20.0, gt=0)
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
