@@ -49,7 +49,8 @@ def create_quart_app(container: Container) -> Quart:
     harden(app, settings.cors_origins)
     observability.instrument(app)
     app.register_blueprint(api)
-    app.register_blueprint(ops.blueprint)
+    if settings.ops_port is None:  # else only on the ops listener (chat_server.ops_listener)
+        app.register_blueprint(ops.blueprint)
     app.register_blueprint(openapi_docs.blueprint)
     app.register_blueprint(web.blueprint)
     return app

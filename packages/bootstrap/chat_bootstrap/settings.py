@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # queued frame may wait for the client to read; past either the socket is disconnected.
     socket_send_buffer_bytes: int = Field(default=1024 * 1024, ge=16 * 1024)
     socket_send_timeout_seconds: float = Field(default=20.0, gt=0)
+    # When set, /healthz, /readyz and /metrics are served only on this port (bound to
+    # CHAT_OPS_HOST), and the public listener answers 404 for them.
+    ops_port: int | None = Field(default=None, ge=1, le=65535)
+    ops_host: str = "127.0.0.1"
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
