@@ -6,7 +6,8 @@ raised there, engine.io logged the traceback (twice: its own handler and ours), 
 client waited for an acknowledgement the contract promises. Here the handler is wrapped:
 a packet it cannot handle is answered, when it carries an ack id, with
 ``{"ok": false, "error": {"code": "validation_error", ...}}``, and logged in one line.
-An event that has no handler gets ``not_found`` the same way.
+(An event with a name but no handler is left to the handlers: a catch-all "*" handler
+here would shadow a class-based namespace's handlers.)
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class ClientMistakeFilter(logging.Filter):
 
 
 def guard_client_packets(sio: socketio.AsyncServer) -> None:
-    """Wrap engine.io's ``message`` handler, and answer events that have no handler."""
+    """Wrap engine.io's ``message`` handler (``eio.on``)."""
     sio.eio.logger.addFilter(ClientMistakeFilter())
     on_message = sio.eio.handlers["message"]
 
@@ -102,8 +103,3 @@ def guard_client_packets(sio: socketio.AsyncServer) -> None:
             log.info("socket %s left before its malformed packet was answered", eio_sid)
 
     sio.eio.on("message", message)
-
-    async def unknown_event(event: Any, sid: str, *args: Any) -> dict[str, Any]:
-        return failed("not_found", f"unknown event {str(event)[:_SHOWN_CHARS]!r}")
-
-    sio.on("*", handler=unknown_event)
