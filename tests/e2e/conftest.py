@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,13 @@ from tests.support.processes import ChatProcess, chat_serve
 from tests.support.services import POSTGRES, require
 
 
-def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+def embedded_server(
+    tmp_path_factory: pytest.TempPathFactory, env: Mapping[str, str] | None = None
+) -> Iterator[ChatProcess]:
     """One embedded `chat serve`, started exactly as a new user would: no configuration at
-    all, in an empty working directory (SQLite lands in ./var/)."""
+    all (but ``env``), in an empty working directory (SQLite lands in ./var/)."""
     workdir: Path = tmp_path_factory.mktemp("embedded")
-    process = chat_serve(workdir).start()
+    process = chat_serve(workdir, env).start()
     yield process
     code = process.stop()
     assert code == 0, f"server did not stop cleanly ({code}):\n{process.log()}"
@@ -34,13 +36,15 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
 STORAGES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 
 
-def served_on(storage: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+def served_on(
+    storage: str, tmp_path_factory: pytest.TempPathFactory, env: Mapping[str, str] | None = None
+) -> Iterator[ChatProcess]:
     """An embedded `chat serve` storing to SQLite or to a fresh PostgreSQL database."""
     if storage == "sqlite":
-        yield from embedded_server(tmp_path_factory)
+        yield from embedded_server(tmp_path_factory, env)
         return
     require(POSTGRES)
-    with embedded_on_postgres(tmp_path_factory.mktemp("embedded-postgres")) as process:
+    with embedded_on_postgres(tmp_path_factory.mktemp("embedded-postgres"), env) as process:
         yield process
 
 

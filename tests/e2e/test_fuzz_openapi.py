@@ -125,7 +125,7 @@ def fuzz(
             base_url=base_url,
             headers=headers,
             checks=[not_a_server_error, contract_error_shape],
-            timeout=10,
+            timeout=30,  # a loaded CI host can take seconds; a hang is still caught
         )
 
     run()
@@ -172,7 +172,7 @@ def corpus_pass(
                 base_url=base_url,
                 headers=headers,
                 checks=[not_a_server_error, contract_error_shape],
-                timeout=10,
+                timeout=30,  # a loaded CI host can take seconds; a hang is still caught
             )
 
     run()

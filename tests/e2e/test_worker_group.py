@@ -20,7 +20,7 @@ import pytest
 
 from tests.support.clients import Account, Api
 from tests.support.cluster import Cluster, cluster
-from tests.support.metrics import scrape
+from tests.support.metrics import scrape_url
 from tests.support.rabbitmq import DEFAULT_PARTITIONS
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 from tests.support.traffic import wait_stored
@@ -108,7 +108,7 @@ class Traffic:
 
 
 async def metric(nodes: Cluster, worker: str, name: str) -> float:
-    return (await scrape(nodes.metrics_urls[worker])).get(name, 0.0)
+    return (await scrape_url(nodes.metrics_urls[worker])).get(name, 0.0)
 
 
 async def held(nodes: Cluster, workers: list[str]) -> list[int]:

@@ -127,3 +127,39 @@ def test_quart_schema_make_response_wrapper_is_the_one_the_app_removes() -> None
         "quart-schema no longer wraps Quart.make_response with functools.wraps: "
         "chat_server/app.py unwraps it through __wrapped__"
     )
+
+
+def test_engineio_exposes_what_the_transport_bounds_use() -> None:
+    # chat_server/outbound.py, admission.py and client_packets.py rely on these parts of
+    # python-engineio and python-socketio that are public in name but not documented.
+    import socketio
+    from engineio.async_socket import AsyncSocket
+
+    sio = socketio.AsyncServer(async_mode="asgi")
+    problems = [
+        f"AsyncServer.{name}"
+        for name in ("create_queue", "handlers", "sockets", "send", "on", "ping_timeout")
+        if not hasattr(sio.eio, name)
+    ]
+    problems += [
+        f"socketio.AsyncServer.{name}" for name in ("packet_class",) if not hasattr(sio, name)
+    ]
+    if not hasattr(sio.manager, "sid_from_eio_sid"):
+        problems.append("AsyncManager.sid_from_eio_sid")
+    for name in ("close", "check_ping_timeout"):
+        if not callable(getattr(AsyncSocket, name, None)):
+            problems.append(f"engineio AsyncSocket.{name}")
+    socket = AsyncSocket(sio.eio, "sid")
+    problems += [
+        f"engineio AsyncSocket().{name}"
+        for name in ("queue", "closed", "closing", "last_ping")
+        if not hasattr(socket, name)
+    ]
+    assert set(sio.eio.handlers) >= {"connect", "message", "disconnect"}, (
+        "python-engineio no longer registers the connect/message/disconnect handlers that "
+        "chat_server/admission.py and client_packets.py wrap"
+    )
+    assert not problems, (
+        f"python-engineio/python-socketio changed what the transport bounds use: {problems}; "
+        "re-read chat_server/outbound.py, admission.py and client_packets.py against them"
+    )

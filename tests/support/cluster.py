@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,11 +119,13 @@ def cluster(
 
 
 @contextmanager
-def embedded_on_postgres(workdir: Path) -> Iterator[ChatProcess]:
+def embedded_on_postgres(
+    workdir: Path, extra: Mapping[str, str] | None = None
+) -> Iterator[ChatProcess]:
     """One `chat serve` as embedded as it gets (in-memory broker, its own worker) but storing
     to a fresh PostgreSQL database: what differs between the SQL adapters shows end to end."""
     with fresh_database() as url:
-        env = {"CHAT_DATABASE_URL": url, "CHAT_AUTO_MIGRATE": "true"}
+        env = {"CHAT_DATABASE_URL": url, "CHAT_AUTO_MIGRATE": "true", **(extra or {})}
         server = chat_serve(workdir, env, name="server-postgres").start()
         try:
             yield server

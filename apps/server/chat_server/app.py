@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import socketio
+from hypercorn.typing import ASGIFramework
 from quart import Quart
 from quart_schema import QuartSchema
 
 from chat_bootstrap.container import Container
 from chat_server import observability, ops, web
 from chat_server import openapi as openapi_docs
+from chat_server.admission import SessionAdmission
 from chat_server.api import api
+from chat_server.client_packets import guard_client_packets
 from chat_server.errors import register_error_handlers
 from chat_server.fast_send import FastSendRoute
 from chat_server.http import ChatRequest, OrjsonProvider
+from chat_server.outbound import OutboundBounds
 from chat_server.realtime import register_socket_handlers
 from chat_server.security import harden
 
@@ -45,21 +49,40 @@ def create_quart_app(container: Container) -> Quart:
     harden(app, settings.cors_origins)
     observability.instrument(app)
     app.register_blueprint(api)
-    app.register_blueprint(ops.blueprint)
+    if settings.ops_port is None:  # else only on the ops listener (chat_server.ops_listener)
+        app.register_blueprint(ops.blueprint)
     app.register_blueprint(openapi_docs.blueprint)
     app.register_blueprint(web.blueprint)
     return app
 
 
-def create_app(container: Container) -> socketio.ASGIApp:
+def create_app(container: Container) -> ASGIFramework:
     """socket.io answers under /socket.io/, everything else goes to Quart.
+
+    In front of socket.io: the admission of sessions not logged in yet, and the bound on
+    what each socket may have queued (docs/security.md).
 
     The container's lifecycle is owned by the caller (`chat serve`), not by ASGI
     lifespan, so that the server and the worker start and stop it the same way.
     """
+    settings = container.settings()
     sio = container.socketio_server()
     register_socket_handlers(sio, container)
+    guard_client_packets(sio)
     observability.export_socket_gauge(sio)
     # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.
     rest = FastSendRoute(create_quart_app(container), container)
-    return socketio.ASGIApp(sio, other_asgi_app=rest)
+    bounded = OutboundBounds(
+        socketio.ASGIApp(sio, other_asgi_app=rest),
+        sio,
+        limit_bytes=settings.socket_send_buffer_bytes,
+        timeout_s=settings.socket_send_timeout_seconds,
+    )
+    return SessionAdmission(
+        bounded,
+        sio,
+        per_address=settings.socket_pending_per_address,
+        max_pending=settings.socket_pending_max,
+        pending_seconds=settings.socket_pending_seconds,
+        trusted_proxy_hops=settings.trusted_proxy_hops,
+    )

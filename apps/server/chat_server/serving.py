@@ -16,6 +16,7 @@ from chat_bootstrap.container import build_container
 from chat_bootstrap.runtime import freeze_startup_heap, running
 from chat_bootstrap.settings import Settings
 from chat_server.app import create_app
+from chat_server.ops_listener import create_ops_app
 
 log = logging.getLogger("chat.server")
 
@@ -109,6 +110,16 @@ async def disconnect_clients(sio: socketio.AsyncServer) -> None:
         log.exception("stopping: disconnecting clients failed")
 
 
+def listener_config(host: str, port: int) -> Config:
+    config = Config()
+    config.bind = [f"{host}:{port}"]
+    config.accesslog = None
+    # Through our handler (text or JSON, with request ids), not hypercorn's own.
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.graceful_timeout = REQUEST_GRACE_S
+    return config
+
+
 async def run_server(settings: Settings, host: str, port: int) -> None:
     container = build_container(settings, role="server")
     stop = asyncio.Event()
@@ -141,16 +152,25 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
                     log.error("stopping: %d websockets would not end", len(app))
             log.info("stopping: client connections closed in %.1f s", loop.time() - started)
 
-        config = Config()
-        config.bind = [f"{host}:{port}"]
-        config.accesslog = None
-        # Through our handler (text or JSON, with request ids), not hypercorn's own.
-        config.errorlog = logging.getLogger("hypercorn.error")
-        config.graceful_timeout = REQUEST_GRACE_S
+        config = listener_config(host, port)
         config.websocket_ping_interval = None
+        ops_stop = asyncio.Event()
+        ops_serving: asyncio.Task[None] | None = None
+        if settings.ops_port is not None:
+            ops_config = listener_config(settings.ops_host, settings.ops_port)
+            ops_serving = asyncio.create_task(
+                serve(create_ops_app(container), ops_config, shutdown_trigger=ops_stop.wait)
+            )
+            log.info("operations endpoints on http://%s:%d", settings.ops_host, settings.ops_port)
         log.info("serving on http://%s:%d", host, port)
         freeze_startup_heap()
-        await serve(app, config, shutdown_trigger=shutdown_trigger)
+        try:
+            await serve(app, config, shutdown_trigger=shutdown_trigger)
+        finally:
+            # Probes and scrapes are answered while the clients drain, then the listener goes.
+            ops_stop.set()
+            if ops_serving is not None:
+                await asyncio.gather(ops_serving, return_exceptions=True)
     # Leaving `running` closed the broker, which ended the consumer after the message in hand.
     if consuming is not None:
         await asyncio.gather(consuming, return_exceptions=True)

@@ -65,6 +65,11 @@ from chat_domain.usecases.rooms import (
 )
 
 socketio_logger = logging.getLogger("chat.socketio")
+# engine.io's and python-socketio's own records: they log every packet at INFO, so only
+# warnings and errors, through the process's handler (with logger=False each added a
+# handler of its own, and every traceback was written twice).
+transport_logger = logging.getLogger("chat.transport")
+transport_logger.setLevel(logging.WARNING)
 
 
 def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
@@ -158,8 +163,8 @@ class Container(containers.DeclarativeContainer):
         ),
         # A bigger packet closes that client's connection (engine.io), never the server.
         max_http_buffer_size=settings.provided.socketio_max_packet_bytes,
-        logger=False,
-        engineio_logger=False,
+        logger=transport_logger,
+        engineio_logger=transport_logger,
     )
     # A worker has no sockets of its own: it publishes through a write-only manager.
     write_only_manager = providers.Singleton(

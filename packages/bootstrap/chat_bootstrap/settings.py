@@ -246,6 +246,43 @@ class Settings(BaseSettings):
         json_schema_extra=_example("1"),
     )
 
+    # --- transport bounds, before and after login (see docs/security.md) ---------------
+    socket_pending_per_address: int = Field(
+        20,
+        ge=1,
+        description="Sockets not yet logged in (no accepted connect packet) per client "
+        "address; past it the handshake answers 429.",
+    )
+    socket_pending_max: int = Field(
+        1000, ge=1, description="Sockets not yet logged in on the node; past it 503."
+    )
+    socket_pending_seconds: float = Field(
+        10.0, gt=0, description="Seconds a socket may take to log in before it is closed."
+    )
+    socket_send_buffer_bytes: int = Field(
+        1024 * 1024,
+        ge=16 * 1024,
+        description="Bytes a socket's outbound queue may hold; past it the socket is "
+        "disconnected (the client reconnects and syncs).",
+    )
+    socket_send_timeout_seconds: float = Field(
+        20.0,
+        gt=0,
+        description="Seconds a queued frame may wait for the client to read it; past it the "
+        "socket is disconnected.",
+    )
+    ops_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="When set, a server serves `/healthz`, `/readyz` and `/metrics` only on "
+        "this port, and its public listener answers 404 for them.",
+        json_schema_extra=_example("9000"),
+    )
+    ops_host: str = Field(
+        "127.0.0.1", description="Address of a server's operations listener (`CHAT_OPS_PORT`)."
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
