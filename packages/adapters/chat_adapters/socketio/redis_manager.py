@@ -24,6 +24,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
@@ -45,6 +46,26 @@ LISTENER_RESTARTS = Counter(
     "Times the supervisor restarted a dead or deaf socket.io Redis listener",
     ["channel"],
 )
+MESSAGES_PUBLISHED = Counter(
+    "chat_socketio_redis_messages_published_total",
+    "socket.io pub/sub messages this process published to Redis (one may hold several events)",
+    ["channel"],
+)
+EVENTS_PUBLISHED = Counter(
+    "chat_socketio_redis_events_published_total",
+    "socket.io events in the pub/sub messages this process published",
+    ["channel"],
+)
+MESSAGES_RECEIVED = Counter(
+    "chat_socketio_redis_messages_received_total",
+    "socket.io pub/sub messages this node read from Redis (canaries not counted)",
+    ["channel"],
+)
+EVENTS_RECEIVED = Counter(
+    "chat_socketio_redis_events_received_total",
+    "socket.io events in the pub/sub messages this node read (each decoded and fanned out)",
+    ["channel"],
+)
 PUBLISH_FAILURES = Counter(
     "chat_socketio_redis_publish_failures_total",
     "socket.io events that could not be published to Redis (lost for other nodes)",
@@ -56,6 +77,16 @@ RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
 MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
 LISTENER_STOP_TIMEOUT_S = 2.0  # for an old listener to close its dead connection
 EMIT_MANY = "chat_emit_many"  # our pub/sub method: several emits in one message
+
+
+@dataclass
+class PubSubTraffic:
+    """What one manager published and read (the counters above, per instance)."""
+
+    messages_published: int = 0
+    events_published: int = 0
+    messages_received: int = 0
+    events_received: int = 0
 
 
 class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  # type: ignore[misc]
@@ -93,6 +124,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         self._problem: str | None = None
         self._missed_echoes = 0
         self.thread: asyncio.Task[None] | None = None
+        self.traffic = PubSubTraffic()
 
     # --- connection -----------------------------------------------------------------
     def _redis(self) -> aioredis.Redis:
@@ -263,7 +295,9 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         error: Exception | None = None
         for attempt in (1, 2):  # the pool replaces a dropped connection on the retry
             try:
-                return await self._redis().publish(self.channel, payload)
+                receivers = await self._redis().publish(self.channel, payload)
+                self._count_published(1, len(self._unpack_data(data)))
+                return receivers
             except Exception as exc:
                 error = exc
                 if attempt == 1:
@@ -291,7 +325,9 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                     if message.get("type") != "message":
                         continue
                     if message["channel"] == channel:
-                        for data in self._unpack(message["data"]):
+                        emits = self._unpack(message["data"])
+                        self._count_received(len(emits))
+                        for data in emits:
                             yield data
                     elif message["channel"] == canary:
                         self._on_echo(message["data"])
@@ -322,9 +358,25 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         except ValueError:
             self._log.warning("undecodable socket.io pub/sub message dropped")
             return []
+        return self._unpack_data(data)
+
+    @staticmethod
+    def _unpack_data(data: Any) -> list[Any]:
         if isinstance(data, dict) and data.get("method") == EMIT_MANY:
             return [emit for emit in data.get("emits", ()) if isinstance(emit, dict)]
         return [data]
+
+    def _count_published(self, messages: int, events: int) -> None:
+        self.traffic.messages_published += messages
+        self.traffic.events_published += events
+        MESSAGES_PUBLISHED.labels(self.channel).inc(messages)
+        EVENTS_PUBLISHED.labels(self.channel).inc(events)
+
+    def _count_received(self, events: int) -> None:
+        self.traffic.messages_received += 1
+        self.traffic.events_received += events
+        MESSAGES_RECEIVED.labels(self.channel).inc()
+        EVENTS_RECEIVED.labels(self.channel).inc(events)
 
     def _on_echo(self, data: bytes | str) -> None:
         token = data.decode() if isinstance(data, bytes) else data
