@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     socketio_manager: Literal["local", "redis"] = "local"
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_channel: str = "chat-socketio"
+    # Publish an event for users only to the nodes holding their sockets (true), or to
+    # every node (false: as before targeted delivery; for a rolling upgrade, see
+    # docs/scaling.md). Either way a server node also listens on its own channel.
+    socketio_targeted_delivery: bool = True
 
     database_url: str = DEFAULT_SQLITE_URL
     # PostgreSQL connections each process keeps open (SQLite uses one). Beyond it, up to
