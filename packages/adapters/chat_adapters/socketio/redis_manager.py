@@ -18,10 +18,11 @@ invisible from outside: emits still "succeed". This subclass
 - delivers targeted (docs/scaling.md, "Targeted delivery"): each node also subscribes
   to a channel of its own, ``{channel}:node:{node_id}``, and lists itself in a Redis
   directory (``room_directory``) for each user room it holds a socket of, before that
-  socket's connect completes. An emit to user rooms is published only to the channels
-  of the nodes listed in them, each getting only its rooms; anything else (a broadcast,
-  an emit to a socket of another node) still goes to the shared channel every node
-  reads. So a node reads, decodes and fans out only events it has a recipient for.
+  socket's connect completes. Emits to user rooms are published, by one script call
+  per batch, only to the channels of the nodes listed in their rooms, one message per
+  node; anything else (a broadcast, an emit to a socket of another node) still goes to
+  the shared channel every node reads. So a node reads, decodes and fans out only
+  events it has a recipient for.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from redis import asyncio as aioredis
 from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.notifier import USER_ROOM_PREFIX
 from chat_adapters.socketio.room_directory import Room, RoomDirectory
-from chat_adapters.socketio.routing import packed, per_node, routed_rooms, unpacked
+from chat_adapters.socketio.routing import batch_head, packed, routed_rooms, unpacked
 from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
@@ -140,7 +141,7 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         # Targeted delivery: ``targeted`` says how this process *publishes*; every
         # listening node subscribes to its own channel and lists its rooms either way.
         self._targeted, self._routed_prefix = targeted, routed_prefix
-        self._node_channel = self.node_channel(self.host_id)
+        self._batch_head = batch_head(self.host_id)
         self._listening: object | None = None  # the listener run that is subscribed
         self.directory = RoomDirectory(
             self._redis,
@@ -151,10 +152,11 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             lease_seconds=node_lease,
             log=self._log,
         )
+        self._node_channel = self.node_channel(self.host_id)
 
     def node_channel(self, node_id: str) -> str:
         """The channel only node ``node_id`` reads: the events for its sockets."""
-        return f"{self.channel}:node:{node_id}"
+        return self.directory.node_channel(node_id)
 
     def _routed(self, room: Any) -> bool:
         return isinstance(room, str) and room.startswith(self._routed_prefix)
@@ -381,19 +383,12 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             )
             self._count_published(1, len(messages))
             return
-        wanted = {
-            (m.get("namespace") or "/", r): None
+        encoded = [
+            (self.json.dumps(m), [(m.get("namespace") or "/", r) for r in rooms or ()])
             for m, rooms in zip(messages, rooms_of, strict=True)
-            for r in rooms or ()
-        }
-        shares = per_node(messages, await self.directory.nodes_of(list(wanted)), self.host_id)
-        if not shares:
-            return  # nobody on another node: delivered here already, or to nobody
-        async with self._redis().pipeline(transaction=False) as pipe:
-            for node, emits in shares.items():
-                pipe.publish(self.node_channel(node), self.json.dumps(packed(emits, self.host_id)))
-            await pipe.execute()
-        self._count_published(len(shares), sum(len(emits) for emits in shares.values()))
+        ]
+        sent, events = await self.directory.publish(encoded, self._batch_head)
+        self._count_published(sent, events)
 
     async def _listen(self) -> AsyncIterator[Any]:
         shared, canary = self.channel.encode(), self._canary_channel.encode()
@@ -450,13 +445,17 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                         await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _forget_rooms_not_held(self, emits: list[Any]) -> None:
-        """Events came for rooms this node no longer holds: it is still listed there (an
-        unlisting failed). Unlist it, so it stops reading them."""
+        """An event came with no room this node holds: it is still listed in one (an
+        unlisting failed, or raced this event). Unlist it, so it stops reading them."""
         for emit in emits:
             namespace, rooms = emit.get("namespace") or "/", emit.get("room")
-            for room in rooms if isinstance(rooms, list) else ():
-                if self._routed(room) and room not in self.rooms.get(namespace, {}):
-                    self.directory.left((namespace, room))
+            if not isinstance(rooms, list):
+                continue
+            held = self.rooms.get(namespace, {})
+            if not any(room in held for room in rooms):
+                for room in rooms:
+                    if self._routed(room):
+                        self.directory.left((namespace, room))
 
     def _unpack(self, raw: bytes | str) -> list[Any]:
         """A pub/sub message as the stock listener takes it: one dict per emit."""

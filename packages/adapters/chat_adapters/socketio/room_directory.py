@@ -1,7 +1,8 @@
 """Which server nodes hold a socket in each routed socket.io room, kept in Redis.
 
-A publisher asks it where a room's sockets are and publishes only to those nodes' own
-channels (see ``redis_manager``). Layout, under ``{channel}:``
+A publisher's emits go only to the own channels (``{channel}:node:{node_id}``) of the
+nodes listed in their rooms: one script call looks the rooms up and publishes (see
+``redis_manager``). Layout, under ``{channel}:``
 - ``room-nodes:{namespace}:{room}``: a SET of the node ids holding a socket in the room;
 - ``node-lease:{node_id}``: the node's lease, a key with a TTL its supervisor renews.
 
@@ -10,7 +11,7 @@ connect completes, and only while it is subscribed to its channel, so an event p
 after a socket connected reaches that socket's node. A node is listed late only in the
 harmless direction: it may stay listed a moment after its last socket in the room left
 (it drops what it then reads). Entries of a node whose lease ran out (it crashed) are
-deleted by the next lookup of their room. A node that finds its lease lapsed (Redis lost
+deleted by the next publish to their room. A node that finds its lease lapsed (Redis lost
 its data, or the node stalled longer than the lease) lists all its rooms again.
 
 Writes go through one task per node, in order, each batch deciding from the node's rooms
@@ -33,10 +34,15 @@ from chat_domain.errors import Unavailable
 
 Room = tuple[str, str]  # (namespace, room)
 
-# KEYS: room sets. ARGV[1]: lease key prefix. Per key, its nodes whose lease is alive;
-# the others (crashed nodes) are removed on the way.
-LOOKUP = """
-local alive, out = {}, {}
+# Looks up and publishes in one round trip, each emit encoded once by the caller.
+# KEYS: room sets. ARGV: lease key prefix, node channel prefix, the publisher's node id
+# (served locally: skipped), the head of a batch message, the number of emits, then per
+# emit its JSON, its number of rooms and their indices in KEYS. Each node gets one
+# message with the emits that have a room it holds, in order: the emit alone, or a batch.
+# Entries of nodes whose lease is gone (crashed) are removed on the way.
+# Returns {messages published, events in them}.
+PUBLISH = """
+local alive, nodes_of = {}, {}
 for i, key in ipairs(KEYS) do
   local nodes = {}
   for _, node in ipairs(redis.call('SMEMBERS', key)) do
@@ -47,9 +53,36 @@ for i, key in ipairs(KEYS) do
     end
     if up then nodes[#nodes + 1] = node else redis.call('SREM', key, node) end
   end
-  out[i] = nodes
+  nodes_of[i] = nodes
 end
-return out
+local shares, order, at = {}, {}, 6
+for _ = 1, tonumber(ARGV[5]) do
+  local payload, count, seen = ARGV[at], tonumber(ARGV[at + 1]), {}
+  for j = 1, count do
+    for _, node in ipairs(nodes_of[tonumber(ARGV[at + 1 + j])]) do
+      if node ~= ARGV[3] and not seen[node] then
+        seen[node] = true
+        local share = shares[node]
+        if share == nil then
+          share = {}
+          shares[node] = share
+          order[#order + 1] = node
+        end
+        share[#share + 1] = payload
+      end
+    end
+  end
+  at = at + 2 + count
+end
+local events = 0
+for _, node in ipairs(order) do
+  local share = shares[node]
+  local message = share[1]
+  if #share > 1 then message = ARGV[4] .. table.concat(share, ',') .. ']}' end
+  redis.call('PUBLISH', ARGV[2] .. node, message)
+  events = events + #share
+end
+return {#order, events}
 """
 WRITE_TIMEOUT_S = 5.0  # a socket's connect waits at most this long for its listing
 
@@ -68,6 +101,7 @@ class RoomDirectory:
         log: logging.Logger,
     ) -> None:
         self._redis, self._node_id, self._log = redis, node_id, log
+        self._channel = channel
         self._holds, self._held = holds, held
         self._rooms_prefix = f"{channel}:room-nodes:"
         self._lease_prefix = f"{channel}:node-lease:"
@@ -78,25 +112,38 @@ class RoomDirectory:
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._dirty = False  # a write failed: relist everything at the next renewal
-        self._lookup: tuple[aioredis.Redis, Any] | None = None
+        self._script: tuple[aioredis.Redis, Any] | None = None
         self.subscribed = asyncio.Event()  # set by the listener while it is subscribed
 
     def key(self, room: Room) -> str:
         return f"{self._rooms_prefix}{room[0]}:{room[1]}"
 
-    # --- lookups (any process, write-only ones too) -----------------------------------
-    async def nodes_of(self, rooms: list[Room]) -> dict[Room, list[str]]:
-        """The live nodes holding a socket in each room (one round trip)."""
-        if not rooms:
-            return {}
+    def node_channel(self, node_id: str) -> str:
+        """The channel only node ``node_id`` reads: the events for its sockets."""
+        return f"{self._channel}:node:{node_id}"
+
+    # --- publishing (any process, write-only ones too) --------------------------------
+    async def publish(
+        self, emits: list[tuple[str, list[Room]]], batch_head: str
+    ) -> tuple[int, int]:
+        """Publish each ``(emit JSON, its rooms)`` to the nodes holding one of its rooms,
+        one message per node (``batch_head`` + JSONs + ``]}`` if several), in one round
+        trip; this node is skipped. Returns (messages, events) published."""
+        keys: dict[Room, int] = {}  # room -> its 1-based index in KEYS
+        args: list[Any] = [
+            self._lease_prefix,
+            self.node_channel(""),
+            self._node_id,
+            batch_head,
+            len(emits),
+        ]
+        for payload, rooms in emits:
+            args += [payload, len(rooms), *(keys.setdefault(r, len(keys) + 1) for r in rooms)]
         client = self._redis()
-        if self._lookup is None or self._lookup[0] is not client:
-            self._lookup = (client, client.register_script(LOOKUP))
-        found = await self._lookup[1](keys=[self.key(r) for r in rooms], args=[self._lease_prefix])
-        return {
-            room: [n.decode() if isinstance(n, bytes) else n for n in nodes]
-            for room, nodes in zip(rooms, found, strict=True)
-        }
+        if self._script is None or self._script[0] is not client:
+            self._script = (client, client.register_script(PUBLISH))
+        messages, events = await self._script[1](keys=[self.key(r) for r in keys], args=args)
+        return int(messages), int(events)
 
     # --- this node's listing ----------------------------------------------------------
     async def join(self, room: Room) -> None:

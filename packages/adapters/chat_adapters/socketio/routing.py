@@ -1,12 +1,13 @@
-"""Which node gets which emits: pure functions over python-socketio's pub/sub messages."""
+"""Which emits can be routed, and how they travel: pure functions over python-socketio's
+pub/sub messages (the routing itself runs in Redis, see ``room_directory``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import Sequence
 from typing import Any
 
 Message = dict[str, Any]
-Room = tuple[str, str]  # (namespace, room)
 
 EMIT_MANY = "chat_emit_many"  # our pub/sub method: several emits in one message
 
@@ -28,29 +29,17 @@ def routed_rooms(message: Message, prefix: str) -> list[str] | None:
     return None
 
 
-def per_node(
-    emits: Sequence[Message], nodes_of: Mapping[Room, Sequence[str]], skip_node: str
-) -> dict[str, list[Message]]:
-    """Each node's share of ``emits``, in order: the emits with a room it holds, each
-    addressed to those rooms only. ``skip_node`` (the publisher) delivered its own."""
-    shares: dict[str, list[Message]] = {}
-    for emit in emits:
-        namespace, room = emit.get("namespace") or "/", emit["room"]
-        rooms_of_node: dict[str, list[str]] = {}
-        for name in [room] if isinstance(room, str) else room:
-            for node in nodes_of.get((namespace, name), ()):
-                if node != skip_node:
-                    rooms_of_node.setdefault(node, []).append(name)
-        for node, rooms in rooms_of_node.items():
-            shares.setdefault(node, []).append({**emit, "room": rooms})
-    return shares
-
-
 def packed(messages: Sequence[Message], host_id: str) -> Message:
     """One pub/sub message for ``messages``: itself if alone, else an ``EMIT_MANY``."""
     if len(messages) == 1:
         return messages[0]
     return {"method": EMIT_MANY, "emits": list(messages), "host_id": host_id}
+
+
+def batch_head(host_id: str) -> str:
+    """The JSON of ``packed``'s batch up to its emits, for a batch built from encoded
+    emits: the head, the emits joined by commas, then ``]}``."""
+    return f'{{"method":"{EMIT_MANY}","host_id":{json.dumps(host_id)},"emits":['
 
 
 def unpacked(data: Any) -> list[Message]:
