@@ -117,3 +117,41 @@ async def test_a_user_who_moves_to_the_other_node_gets_the_next_events_there(
     sockets.append(erin_again_on_a)
     assert (await frank_on_b.call("typing", {"room_id": room["id"], "is_typing": True}))["ok"]
     await erin_again_on_a.wait_for("typing", lambda e: e["user_id"] == frank.id, timeout=15)
+
+
+async def test_what_servers_emit_crosses_to_the_node_holding_the_user(
+    apis: list[Api], sockets: list[Socket], nodes: Cluster
+) -> None:
+    """Presence, typing, receipts, edits and deletes are emitted by the server that
+    handled the call, to user rooms: routed through the directory like messages."""
+    a, _ = apis
+    alice, bob = await a.signup("alice"), await a.signup("bob")
+    room_id = (await a.create_room(alice, bob))["id"]
+    alice_on_a = await Socket(nodes.servers[0].url, alice.token).connect()
+    bob_on_b = await Socket(nodes.servers[1].url, bob.token).connect()
+    sockets += [alice_on_a, bob_on_b]
+    await alice_on_a.wait_for("presence", lambda p: p == {"user_id": bob.id, "online": True})
+
+    assert (await bob_on_b.call("typing", {"room_id": room_id, "is_typing": True}))["ok"]
+    await alice_on_a.wait_for("typing", lambda e: e["user_id"] == bob.id, timeout=15)
+
+    r = await a.send(alice, room_id, "to be edited")
+    message = r.json()["message"]
+    [stored] = await bob_on_b.wait_for(
+        "message:new", lambda m: m["id"] == message["id"], timeout=15
+    )
+    ack = await bob_on_b.call("delivered", {"room_id": room_id, "seq": stored["seq"]})
+    assert ack == {"ok": True}
+    await alice_on_a.wait_for(
+        "receipt", lambda e: e["user_id"] == bob.id and e["kind"] == "delivered", timeout=15
+    )
+    path = f"/api/v1/rooms/{room_id}/messages/{message['id']}"
+    r = await a.http.patch(path, json={"body": "edited"}, headers=alice.headers)
+    assert r.status_code == 200, r.text
+    await bob_on_b.wait_for("message:updated", lambda m: m["id"] == message["id"], timeout=15)
+    r = await a.http.delete(path, headers=alice.headers)
+    assert r.status_code in (200, 204), r.text
+    await bob_on_b.wait_for("message:deleted", lambda m: m["id"] == message["id"], timeout=15)
+
+    await bob_on_b.disconnect()
+    await alice_on_a.wait_for("presence", lambda p: p == {"user_id": bob.id, "online": False})
