@@ -99,6 +99,7 @@ class RoomDirectory:
         held: Callable[[], Iterable[Room]],
         lease_seconds: float,
         log: logging.Logger,
+        write_timeout: float = WRITE_TIMEOUT_S,
     ) -> None:
         self._redis, self._node_id, self._log = redis, node_id, log
         self._channel = channel
@@ -106,6 +107,7 @@ class RoomDirectory:
         self._rooms_prefix = f"{channel}:room-nodes:"
         self._lease_prefix = f"{channel}:node-lease:"
         self._lease_ms = int(lease_seconds * 1000)
+        self._write_timeout = write_timeout
         self._listed: set[Room] = set()  # rooms whose SADD is confirmed, no SREM since
         self._pending: set[Room] = set()  # rooms whose listing must follow local state
         self._batch: asyncio.Future[None] | None = None  # done when pending is written
@@ -155,7 +157,7 @@ class RoomDirectory:
         if room in self._listed:
             return
         try:
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
+            async with asyncio.timeout(self._write_timeout):
                 await self.subscribed.wait()  # listed means "reachable": subscribed first
                 await asyncio.shield(self._request([room]))
         except TimeoutError:
@@ -185,7 +187,7 @@ class RoomDirectory:
             self._writer.cancel()
             await asyncio.gather(self._writer, return_exceptions=True)
         with contextlib.suppress(Exception):
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
+            async with asyncio.timeout(self._write_timeout):
                 async with self._redis().pipeline(transaction=False) as pipe:
                     for room in self._listed:
                         pipe.srem(self.key(room), self._node_id)
@@ -234,7 +236,7 @@ class RoomDirectory:
                 pipe.sadd(self.key(room), self._node_id)
             for room in leave:
                 pipe.srem(self.key(room), self._node_id)
-            async with asyncio.timeout(WRITE_TIMEOUT_S):
+            async with asyncio.timeout(self._write_timeout):
                 await pipe.execute()
         # A room left meanwhile has a request queued: that batch unlists it again.
         self._listed.update(enter)
