@@ -1,7 +1,8 @@
 """Server CPU per message with 1, 2 or 4 `chat serve` nodes, targeted delivery on or off.
 
 A quick before/after figure for targeted delivery (docs/scaling.md), not the benchmark:
-direct rooms whose two members listen on two different nodes (node i and i+1), a fixed
+direct rooms whose two members listen on two different nodes (node i and i+1; or rooms
+of ``--size`` members, member i on node i mod n), a fixed
 rate of sends for a fixed time, and the CPU time (utime + stime) the server processes,
 all nodes together, and the worker spent meanwhile, per message sent; also net of what
 the nodes spend idle, and how many events the nodes read from Redis per message.
@@ -99,13 +100,15 @@ def cpu(target: Target) -> tuple[float, float]:
     return servers, worker
 
 
-async def measure(nodes: int, targeted: bool, rate: float, seconds: float, rooms: int) -> str:
+async def measure(
+    nodes: int, targeted: bool, rate: float, seconds: float, rooms: int, size: int
+) -> str:
     target = await start(nodes, targeted)
     population = Population(target.urls)
     try:
-        members = await population.add_users(2 * rooms)
-        for k in range(rooms):  # members 2k and 2k+1 listen on nodes 2k and 2k+1 (mod n)
-            await population.add_room(members[2 * k : 2 * k + 2], senders=2)
+        members = await population.add_users(size * rooms)
+        for k in range(rooms):  # member i listens on node i (mod n): a room spans nodes
+            await population.add_room(members[size * k : size * (k + 1)], senders=2)
         await population.connect_all()
         senders = population.senders()
         loop = asyncio.get_running_loop()
@@ -157,12 +160,15 @@ async def main() -> None:
     parser.add_argument("--nodes", default="1,2,4")
     parser.add_argument("--rate", type=float, default=100.0, help="messages per second")
     parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rooms", type=int, default=50, help="direct rooms (2 members each)")
+    parser.add_argument("--rooms", type=int, default=50)
+    parser.add_argument("--size", type=int, default=2, help="members per room (2: direct)")
     parser.add_argument("--modes", default="off,on", help="targeted delivery: off,on")
     args = parser.parse_args()
     for nodes in [int(n) for n in args.nodes.split(",")]:
         for mode in args.modes.split(","):
-            line = await measure(nodes, mode == "on", args.rate, args.seconds, args.rooms)
+            line = await measure(
+                nodes, mode == "on", args.rate, args.seconds, args.rooms, args.size
+            )
             print(line, flush=True)
 
 
