@@ -167,6 +167,12 @@ async def emitter_and_home(cluster: Cluster) -> tuple[Node, Node]:
     return (await cluster.node() if cluster.kind == "redis" else home), home
 
 
+async def watch_every_channel(pubsub: aioredis.client.PubSub, channel: str) -> None:
+    """Subscribe to the shared channel and to every node's own one."""
+    await pubsub.subscribe(channel)
+    await pubsub.psubscribe(f"{channel}:node:*")
+
+
 async def no_more(sockets: list[Socket], emit: Callable[[str], Any]) -> None:
     """Flush: emit a marker to everyone and wait for it; what each socket got before the
     marker is everything it will get of what was emitted before (order is per socket)."""
@@ -236,9 +242,9 @@ async def test_notifications_sent_together_arrive_in_order_each_once(cluster: Cl
     emitter = cluster.manager(write_only=True) if cluster.kind == "redis" else source.sio
     published: list[Any] = []
     async with contextlib.AsyncExitStack() as stack:
-        if cluster.kind == "redis":  # watch the channel: how many pub/sub messages go out
+        if cluster.kind == "redis":  # watch the channels: how many pub/sub messages go out
             pubsub = (await stack.enter_async_context(aioredis.from_url(REDIS.url))).pubsub()
-            await pubsub.subscribe(cluster.channel)
+            await watch_every_channel(pubsub, cluster.channel)
         await SocketIONotifier(emitter).emit_many(
             [
                 *(Notification(("a", "b"), "hello", {"n": n}) for n in range(5)),
@@ -403,7 +409,7 @@ async def test_an_emit_to_a_socket_of_this_node_is_delivered_and_not_published(
     on_other = await redis_cluster.connect(other, "u")
     async with aioredis.from_url(REDIS.url) as r:
         pubsub = r.pubsub()
-        await pubsub.subscribe(redis_cluster.channel)
+        await watch_every_channel(pubsub, redis_cluster.channel)
         await home.sio.emit("hello", "direct", to=on_home.client.get_sid())
         assert await on_home.wait_for("hello", timeout=WAIT) == ["direct"]
         await home.sio.emit("hello", "room", room="user:u")  # a room may span nodes
@@ -415,3 +421,157 @@ async def test_an_emit_to_a_socket_of_this_node_is_delivered_and_not_published(
         await pubsub.aclose()
     assert json.loads(message["data"])["data"] == ["room"]  # the first out is the room emit
     assert on_home.events["hello"] == ["direct", "room"]
+
+
+# --- Redis only: targeted delivery (a node reads only the events it has a socket for) ----
+
+
+def manager_of(node: Node) -> SupervisedRedisManager:
+    assert isinstance(node.manager, SupervisedRedisManager)
+    return node.manager
+
+
+async def nodes_listed(manager: SupervisedRedisManager, room: str) -> set[str]:
+    async with aioredis.from_url(REDIS.url, decode_responses=True) as r:
+        return set(await r.smembers(manager.directory.key(("/", room))))
+
+
+async def until_listed(manager: SupervisedRedisManager, room: str, nodes: set[str]) -> None:
+    async with asyncio.timeout(WAIT):
+        while await nodes_listed(manager, room) != nodes:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+
+
+@redis_only
+async def test_an_emit_to_a_user_is_read_only_by_the_node_holding_them(
+    redis_cluster: Cluster,
+) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    u = await redis_cluster.connect(a_node, "u")
+    v = await redis_cluster.connect(b_node, "v")
+    a, b = manager_of(a_node), manager_of(b_node)
+    a_before, b_before = a.traffic.events_received, b.traffic.events_received
+    worker = redis_cluster.manager(write_only=True)
+
+    await worker.emit("hello", "only u", namespace="/", room=["user:u"])
+    await no_more(
+        [u, v], lambda m: worker.emit("marker", m, namespace="/", room=["user:u", "user:v"])
+    )
+    assert u.events["hello"] == ["only u"] and v.events["hello"] == []
+    assert a.traffic.events_received - a_before == 2
+    assert b.traffic.events_received - b_before == 1  # the marker, not u's event
+
+
+@redis_only
+async def test_a_batch_reaches_each_node_as_one_message_with_only_its_events(
+    redis_cluster: Cluster,
+) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    u = await redis_cluster.connect(a_node, "u")
+    v = await redis_cluster.connect(b_node, "v")
+    a, b = manager_of(a_node), manager_of(b_node)
+    worker = redis_cluster.manager(write_only=True)
+    async with aioredis.from_url(REDIS.url) as r, r.pubsub() as pubsub:
+        await watch_every_channel(pubsub, redis_cluster.channel)
+        await SocketIONotifier(worker).emit_many(
+            [
+                Notification(("u",), "hello", {"n": 1}),
+                Notification(("v",), "hello", {"n": 2}),
+                Notification(("u", "v", "nobody"), "hello", {"n": 3}),
+            ]
+        )
+        published: dict[str, Any] = {}
+        async with asyncio.timeout(WAIT):
+            while len(published) < 2:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    published[message["channel"].decode()] = json.loads(message["data"])
+    assert set(published) == {a.node_channel(a.host_id), b.node_channel(b.host_id)}
+    for manager, user, numbers in ((a, "u", [1, 3]), (b, "v", [2, 3])):
+        emits = published[manager.node_channel(manager.host_id)]["emits"]
+        assert [e["data"] for e in emits] == [[{"n": n}] for n in numbers]
+        assert all(f"user:{user}" in e["room"] for e in emits)
+    await u.wait_for("hello", count=2, timeout=WAIT)
+    await v.wait_for("hello", count=2, timeout=WAIT)
+    assert u.events["hello"] == [{"n": 1}, {"n": 3}]
+    assert v.events["hello"] == [{"n": 2}, {"n": 3}]
+
+
+@redis_only
+async def test_a_user_who_moves_is_reached_on_the_new_node_only(redis_cluster: Cluster) -> None:
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    a, b = manager_of(a_node), manager_of(b_node)
+    await redis_cluster.connect(a_node, "x")  # node A keeps listening
+    u_on_a = await redis_cluster.connect(a_node, "u")
+    await u_on_a.disconnect()
+    await until_listed(a, "user:u", set())  # the last socket of u on A went: A unlisted
+    u_on_b = await redis_cluster.connect(b_node, "u")
+    assert await nodes_listed(a, "user:u") == {b.host_id}  # listed before connect returned
+
+    a_before = a.traffic.events_received
+    worker = redis_cluster.manager(write_only=True)
+    await worker.emit("hello", "moved", namespace="/", room=["user:u"])
+    assert await u_on_b.wait_for("hello", timeout=WAIT) == ["moved"]
+    assert a.traffic.events_received == a_before
+
+
+@redis_only
+async def test_a_second_socket_keeps_the_node_listed_when_the_first_goes(
+    redis_cluster: Cluster,
+) -> None:
+    source, home = await redis_cluster.node(), await redis_cluster.node()
+    first = await redis_cluster.connect(home, "u")
+    second = await redis_cluster.connect(home, "u")
+    sid = first.client.get_sid()
+    await first.disconnect()
+    assert await asyncio.wait_for(home.disconnected.get(), WAIT) == sid
+    await source.sio.emit("hello", "still here", room=["user:u"])
+    assert await second.wait_for("hello", timeout=WAIT) == ["still here"]
+    assert await nodes_listed(manager_of(home), "user:u") == {manager_of(home).host_id}
+
+
+@redis_only
+async def test_a_crashed_node_s_listing_is_dropped_by_the_next_lookup(
+    redis_cluster: Cluster,
+) -> None:
+    home = await redis_cluster.node()
+    u = await redis_cluster.connect(home, "u")
+    manager = manager_of(home)
+    async with aioredis.from_url(REDIS.url) as r:
+        await r.sadd(manager.directory.key(("/", "user:u")), "crashed-node")  # no lease
+    worker = redis_cluster.manager(write_only=True)
+    await worker.emit("hello", "after the crash", namespace="/", room=["user:u"])
+    assert await u.wait_for("hello", timeout=WAIT) == ["after the crash"]
+    assert await nodes_listed(manager, "user:u") == {manager.host_id}
+    assert worker.traffic.messages_published == 1  # to the live node only
+
+
+@redis_only
+async def test_a_node_whose_listing_was_lost_lists_itself_again(redis_cluster: Cluster) -> None:
+    """Redis restarted without its data, or the node stalled past its lease."""
+    source, home = await redis_cluster.node(), await redis_cluster.node()
+    u = await redis_cluster.connect(home, "u")
+    manager = manager_of(home)
+    async with aioredis.from_url(REDIS.url) as r:
+        keys = [k async for k in r.scan_iter(f"{redis_cluster.channel}:*")]
+        assert keys
+        await r.delete(*keys)
+    await manager.directory.renew()  # what the supervisor does every probe interval
+    await until_listed(manager, "user:u", {manager.host_id})
+    await source.sio.emit("hello", "found again", room=["user:u"])
+    assert await u.wait_for("hello", timeout=WAIT) == ["found again"]
+
+
+@redis_only
+async def test_untargeted_publishers_and_broadcasts_still_reach_every_node(
+    redis_cluster: Cluster,
+) -> None:
+    """A worker not yet upgraded (or targeted delivery off) publishes to every node."""
+    a_node, b_node = await redis_cluster.node(), await redis_cluster.node()
+    u, v = await redis_cluster.connect(a_node, "u"), await redis_cluster.connect(b_node, "v")
+    old_worker = redis_cluster.manager(write_only=True, targeted=False)
+    await old_worker.emit("hello", "old", namespace="/", room=["user:u", "user:v"])
+    await a_node.sio.emit("hello", "everyone")  # no room: a broadcast
+    for s in (u, v):
+        await s.wait_for("hello", count=2, timeout=WAIT)
+        assert sorted(s.events["hello"]) == ["everyone", "old"]

@@ -109,7 +109,8 @@ async def test_a_connecting_socket_gets_its_presence_list_without_pub_sub(
     alice_on_a = await Socket(nodes.servers[0].url, alice.token).connect()
     sockets.append(alice_on_a)
     async with redis.from_url(REDIS.url) as client, client.pubsub() as channel:
-        await channel.subscribe(nodes.redis_channel)
+        await channel.subscribe(nodes.redis_channel)  # to every node
+        await channel.psubscribe(f"{nodes.redis_channel}:node:*")  # to one node each
         bob_on_b = await Socket(nodes.servers[1].url, bob.token).connect()
         sockets.append(bob_on_b)
         await bob_on_b.wait_for("presence", lambda e: e == {"user_id": alice.id, "online": True})

@@ -217,7 +217,13 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 "too_many_connections", {"max": max_sockets}
             )
         # One socket.io room per user: events are addressed to users (see the notifier).
-        await self.enter_room(sid, room)
+        # With the Redis manager this returns once this node is listed for the user's
+        # events; if it cannot be, the socket is refused rather than left deaf.
+        try:
+            await self.enter_room(sid, room)
+        except DomainError as exc:
+            await self.leave_room(sid, room)
+            raise socketio.exceptions.ConnectionRefusedError(exc.code) from None
         if self.sockets_here(user.id) > max_sockets:  # two connects raced for the last slot
             await self.leave_room(sid, room)
             raise socketio.exceptions.ConnectionRefusedError(

@@ -119,6 +119,11 @@ class Settings(BaseSettings):
         min_length=1,
         description="Pub/sub channel and key prefix in Redis; servers and workers must agree.",
     )
+    socketio_targeted_delivery: bool = Field(
+        True,
+        description="Publish a user's events only to the nodes holding their sockets (false: "
+        "to every node, for a rolling upgrade from a version without it; docs/scaling.md).",
+    )
 
     # --- storage --------------------------------------------------------------------
     database_url: str = Field(

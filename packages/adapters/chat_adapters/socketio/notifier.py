@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
 
 NAMESPACE = "/"
+USER_ROOM_PREFIX = "user:"  # the Redis manager routes emits to these rooms by node
 
 
 def user_room(user_id: str) -> str:
@@ -15,7 +16,7 @@ def user_room(user_id: str) -> str:
 
     Prefixed so it can never collide with a socket id (python-socketio refuses that).
     """
-    return f"user:{user_id}"
+    return f"{USER_ROOM_PREFIX}{user_id}"
 
 
 def _user_rooms(user_ids: Iterable[str]) -> list[str]:
@@ -33,9 +34,10 @@ class SocketIOEmitter(Protocol):
 class SocketIONotifier(RealtimeNotifier):
     """Emits through a socket.io server (server nodes) or a write-only manager (workers).
 
-    With the Redis manager, one emit is one pub/sub message that every node fans out
-    to its local sockets; with the local manager it goes straight to this process's
-    sockets. A list of user rooms is one packet encoded once, deduplicated per socket.
+    With the Redis manager, one emit is one pub/sub message to each node holding a
+    socket of one of the users, which fans it out to its local sockets; with the local
+    manager it goes straight to this process's sockets. A list of user rooms is one
+    packet encoded once, deduplicated per socket.
     """
 
     def __init__(self, emitter: SocketIOEmitter) -> None:

@@ -14,7 +14,15 @@ invisible from outside: emits still "succeed". This subclass
 - exposes ``check()`` (readiness) and Prometheus metrics;
 - makes a failed publish visible: logged and counted, and on a write-only manager
   (the worker) raised as ``Unavailable`` so the caller retries instead of believing
-  the event went out (the stock ``_publish`` returns None after "giving up").
+  the event went out (the stock ``_publish`` returns None after "giving up");
+- delivers targeted (docs/scaling.md, "Targeted delivery"): each node also subscribes
+  to a channel of its own, ``{channel}:node:{node_id}``, and lists itself in a Redis
+  directory (``room_directory``) for each user room it holds a socket of, before that
+  socket's connect completes. Emits to user rooms are published, by one script call
+  per batch, only to the channels of the nodes listed in their rooms, one message per
+  node; anything else (a broadcast, an emit to a socket of another node) still goes to
+  the shared channel every node reads. So a node reads, decodes and fans out only
+  events it has a recipient for.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import socketio
@@ -31,6 +40,9 @@ from prometheus_client import Counter, Gauge
 from redis import asyncio as aioredis
 
 from chat_adapters.socketio.fan_out import InlineFanOutManager
+from chat_adapters.socketio.notifier import USER_ROOM_PREFIX
+from chat_adapters.socketio.room_directory import Room, RoomDirectory
+from chat_adapters.socketio.routing import batch_head, packed, routed_rooms, unpacked
 from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
@@ -45,6 +57,26 @@ LISTENER_RESTARTS = Counter(
     "Times the supervisor restarted a dead or deaf socket.io Redis listener",
     ["channel"],
 )
+MESSAGES_PUBLISHED = Counter(
+    "chat_socketio_redis_messages_published_total",
+    "socket.io pub/sub messages this process published to Redis (one may hold several events)",
+    ["channel"],
+)
+EVENTS_PUBLISHED = Counter(
+    "chat_socketio_redis_events_published_total",
+    "socket.io events in the pub/sub messages this process published",
+    ["channel"],
+)
+MESSAGES_RECEIVED = Counter(
+    "chat_socketio_redis_messages_received_total",
+    "socket.io pub/sub messages this node read from Redis (canaries not counted)",
+    ["channel"],
+)
+EVENTS_RECEIVED = Counter(
+    "chat_socketio_redis_events_received_total",
+    "socket.io events in the pub/sub messages this node read (each decoded and fanned out)",
+    ["channel"],
+)
 PUBLISH_FAILURES = Counter(
     "chat_socketio_redis_publish_failures_total",
     "socket.io events that could not be published to Redis (lost for other nodes)",
@@ -55,7 +87,16 @@ RESUBSCRIBE_DELAY_MIN = 0.5
 RESUBSCRIBE_DELAY_MAX = 5.0  # pub/sub is at-most-once: keep the deaf gap short
 MISSED_ECHOES_BEFORE_RESTART = 2  # a busy listener may be late once; twice is deaf
 LISTENER_STOP_TIMEOUT_S = 2.0  # for an old listener to close its dead connection
-EMIT_MANY = "chat_emit_many"  # our pub/sub method: several emits in one message
+
+
+@dataclass
+class PubSubTraffic:
+    """What one manager published and read (the counters above, per instance)."""
+
+    messages_published: int = 0
+    events_published: int = 0
+    messages_received: int = 0
+    events_received: int = 0
 
 
 class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  # type: ignore[misc]
@@ -71,6 +112,9 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         redis_options: dict[str, Any] | None = None,
         probe_interval: float = 5.0,
         probe_timeout: float = 2.0,
+        targeted: bool = True,
+        node_lease: float = 30.0,
+        routed_prefix: str = USER_ROOM_PREFIX,
     ) -> None:
         options = dict(redis_options or {})
         super().__init__(
@@ -93,6 +137,32 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         self._problem: str | None = None
         self._missed_echoes = 0
         self.thread: asyncio.Task[None] | None = None
+        self.traffic = PubSubTraffic()
+        # Targeted delivery: ``targeted`` says how this process *publishes*; every
+        # listening node subscribes to its own channel and lists its rooms either way.
+        self._targeted, self._routed_prefix = targeted, routed_prefix
+        self._batch_head = batch_head(self.host_id)
+        self._listening: object | None = None  # the listener run that is subscribed
+        self.directory = RoomDirectory(
+            self._redis,
+            channel,
+            self.host_id,
+            holds=lambda room: room[1] in self.rooms.get(room[0], {}),
+            held=self._routed_rooms_held,
+            lease_seconds=node_lease,
+            log=self._log,
+        )
+        self._node_channel = self.node_channel(self.host_id)
+
+    def node_channel(self, node_id: str) -> str:
+        """The channel only node ``node_id`` reads: the events for its sockets."""
+        return self.directory.node_channel(node_id)
+
+    def _routed(self, room: Any) -> bool:
+        return isinstance(room, str) and room.startswith(self._routed_prefix)
+
+    def _routed_rooms_held(self) -> list[Room]:
+        return [(ns, r) for ns, rooms in self.rooms.items() for r in rooms if self._routed(r)]
 
     # --- connection -----------------------------------------------------------------
     def _redis(self) -> aioredis.Redis:
@@ -111,11 +181,13 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             self._supervisor = asyncio.ensure_future(self._supervise())
 
     async def close(self) -> None:
-        """Stop the supervisor and listener and close the Redis client (process shutdown)."""
+        """Stop the supervisor and listener, unlist this node, close the Redis client."""
         for task in (self._supervisor, self.thread):
             if task is not None and not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        if not self.write_only:
+            await self.directory.close()
         if self._client is not None:
             await self._client.aclose()
             self._client = None
@@ -190,9 +262,30 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         while True:
             await asyncio.sleep(self._probe_interval)
             try:
+                await self.directory.renew()
+            except Exception as exc:
+                self._log.warning("socket.io node lease renewal failed: %s", exc)
+            try:
                 await self.probe()
             except Exception:  # the supervisor itself must never die quietly
                 self._log.exception("socket.io Redis supervision round failed")
+
+    # --- rooms: this node's listing in the directory ----------------------------------
+    async def enter_room(
+        self, sid: str, namespace: str, room: Any, eio_sid: str | None = None
+    ) -> None:
+        """As python-socketio's; for a user room of a socket of this node, return only
+        once this node is listed in it (raises ``Unavailable`` if it cannot be)."""
+        await super().enter_room(sid, namespace, room, eio_sid=eio_sid)
+        local = self.is_connected(sid, namespace) or self.is_pre_connected(sid, namespace)
+        if self._routed(room) and local and not self.write_only:
+            await self.directory.join((namespace, room))
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        gone = room not in self.rooms.get(namespace, {})
+        if self._routed(room) and gone and not self.write_only:
+            self.directory.left((namespace, room))  # its last socket here left
 
     # --- emits --------------------------------------------------------------------
     async def emit(
@@ -250,18 +343,21 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         ]
         for message in messages:
             await self._handle_emit(message)  # this node's own sockets (none if write-only)
-        if len(messages) == 1:
-            await self._publish(messages[0])
-        elif messages:
-            await self._publish({"method": EMIT_MANY, "emits": messages, "host_id": self.host_id})
+        if messages:
+            await self._publish_all(messages)
 
     # --- pub/sub transport (the two hooks of AsyncPubSubManager) ----------------------
     async def _publish(self, data: Any) -> Any:
-        payload = self.json.dumps(data)
+        await self._publish_all([data])
+
+    async def _publish_all(self, messages: list[dict[str, Any]]) -> None:
+        """Publish ``messages`` (in order), retrying once; a failure is logged and counted,
+        and raised as ``Unavailable`` on a write-only manager."""
         error: Exception | None = None
         for attempt in (1, 2):  # the pool replaces a dropped connection on the retry
             try:
-                return await self._redis().publish(self.channel, payload)
+                await self._publish_once(messages)
+                return
             except Exception as exc:
                 error = exc
                 if attempt == 1:
@@ -269,34 +365,65 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         PUBLISH_FAILURES.labels(self.channel).inc()
         self._log.error(
             "socket.io Redis publish of %r failed: lost for other nodes: %s",
-            data.get("event") or data.get("method"),
+            messages[0].get("event") or messages[0].get("method"),
             error,
         )
         if self.write_only:  # the worker: let the caller retry (StoreMessages re-emits)
             raise Unavailable("socket.io Redis publish failed") from error
-        return None
+
+    async def _publish_once(self, messages: list[dict[str, Any]]) -> None:
+        prefix = self._routed_prefix
+        rooms_of = [routed_rooms(m, prefix) for m in messages]
+        if not self._targeted or any(rooms is None for rooms in rooms_of):
+            # To every node, one message (a batch keeps its order: never split it).
+            await self._redis().publish(
+                self.channel, self.json.dumps(packed(messages, self.host_id))
+            )
+            self._count_published(1, len(messages))
+            return
+        encoded = [
+            (self.json.dumps(m), [(m.get("namespace") or "/", r) for r in rooms or ()])
+            for m, rooms in zip(messages, rooms_of, strict=True)
+        ]
+        sent, events = await self.directory.publish(encoded, self._batch_head)
+        self._count_published(sent, events)
 
     async def _listen(self) -> AsyncIterator[Any]:
-        channel, canary = self.channel.encode(), self._canary_channel.encode()
+        shared, canary = self.channel.encode(), self._canary_channel.encode()
+        own = self._node_channel.encode()
         delay = RESUBSCRIBE_DELAY_MIN
         while True:
-            pubsub = self._redis().pubsub(ignore_subscribe_messages=True)
+            pubsub = self._redis().pubsub()
             self.pubsub = pubsub
+            run = self._listening = object()
             try:
-                await pubsub.subscribe(self.channel, self._canary_channel)
+                await pubsub.subscribe(self.channel, self._canary_channel, self._node_channel)
                 delay = RESUBSCRIBE_DELAY_MIN
                 async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    if message["channel"] == channel:
-                        for data in self._unpack(message["data"]):
+                    kind, channel = message.get("type"), message.get("channel")
+                    if kind == "message" and channel in (shared, own):
+                        emits = self._unpack(message["data"])
+                        self._count_received(len(emits))
+                        if channel == own:
+                            self._forget_rooms_not_held(emits)
+                        for data in emits:
                             yield data
-                    elif message["channel"] == canary:
+                    elif kind == "message" and channel == canary:
                         self._on_echo(message["data"])
+                    elif kind == "subscribe" and channel == own:
+                        # Confirmed by Redis: events published from now on reach this node,
+                        # so it may be listed (again: Redis may have lost the directory).
+                        self.directory.subscribed.set()
+                        self.directory.relist()
                 self._log.error("socket.io Redis subscription ended: resubscribing")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Cancelled (a restart) while redis-py turned that into a connection
+                    # error: stop, or this listener would subscribe next to its successor.
+                    raise asyncio.CancelledError from exc
                 LISTENER_UP.labels(self.channel).set(0)
                 self._log.error(
                     "socket.io Redis listener lost its subscription (%s: %s): "
@@ -308,10 +435,25 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RESUBSCRIBE_DELAY_MAX)
             finally:
+                if self._listening is run:  # not a newer listener's subscription
+                    self.directory.subscribed.clear()
                 # Bounded too: closing a connection Redis already dropped can hang.
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
                         await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
+
+    def _forget_rooms_not_held(self, emits: list[Any]) -> None:
+        """An event came with no room this node holds: it is still listed in one (an
+        unlisting failed, or raced this event). Unlist it, so it stops reading them."""
+        for emit in emits:
+            namespace, rooms = emit.get("namespace") or "/", emit.get("room")
+            if not isinstance(rooms, list):
+                continue
+            held = self.rooms.get(namespace, {})
+            if not any(room in held for room in rooms):
+                for room in rooms:
+                    if self._routed(room):
+                        self.directory.left((namespace, room))
 
     def _unpack(self, raw: bytes | str) -> list[Any]:
         """A pub/sub message as the stock listener takes it: one dict per emit."""
@@ -320,9 +462,19 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         except ValueError:
             self._log.warning("undecodable socket.io pub/sub message dropped")
             return []
-        if isinstance(data, dict) and data.get("method") == EMIT_MANY:
-            return [emit for emit in data.get("emits", ()) if isinstance(emit, dict)]
-        return [data]
+        return unpacked(data)
+
+    def _count_published(self, messages: int, events: int) -> None:
+        self.traffic.messages_published += messages
+        self.traffic.events_published += events
+        MESSAGES_PUBLISHED.labels(self.channel).inc(messages)
+        EVENTS_PUBLISHED.labels(self.channel).inc(events)
+
+    def _count_received(self, events: int) -> None:
+        self.traffic.messages_received += 1
+        self.traffic.events_received += events
+        MESSAGES_RECEIVED.labels(self.channel).inc()
+        EVENTS_RECEIVED.labels(self.channel).inc(events)
 
     def _on_echo(self, data: bytes | str) -> None:
         token = data.decode() if isinstance(data, bytes) else data
