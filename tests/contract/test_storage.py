@@ -292,6 +292,54 @@ async def test_search_by_prefix_in_username_order_with_limit(storage: UnitOfWork
         assert len(await uow.users.search("", 4)) == 4
 
 
+async def test_several_users_by_id_in_one_read(storage: UnitOfWorkFactory) -> None:
+    alice, bob, _ = await add_users(storage, "alice", "bob", "carol")
+    async with storage.reading() as uow:
+        assert await uow.users.get_many([alice.id, bob.id, new_id()]) == {
+            alice.id: alice,
+            bob.id: bob,
+        }
+        assert await uow.users.get_many([]) == {}
+
+
+async def test_status_and_password_changes_each_take_the_next_session_generation(
+    storage: UnitOfWorkFactory,
+) -> None:
+    alice, bob = await add_users(storage, "alice", "bob")
+    assert (alice.deactivated_at, alice.session_generation) == (None, 0)
+    later = T0 + timedelta(days=2)
+    async with storage() as uow:
+        deactivated = some(await uow.users.deactivate(alice.id, later))
+        await uow.commit()
+    assert (deactivated.deactivated_at, deactivated.session_generation) == (later, 1)
+    assert deactivated.password_hash == alice.password_hash
+    assert await read(storage, lambda uow: uow.users.get(alice.id)) == deactivated
+    assert await read(storage, lambda uow: uow.users.get_by_username("alice")) == deactivated
+
+    async with storage() as uow:
+        reactivated = some(await uow.users.reactivate(alice.id))
+        changed = some(await uow.users.change_password(alice.id, "$argon2id$another"))
+        await uow.commit()
+    assert (reactivated.deactivated_at, reactivated.session_generation) == (None, 2)
+    assert (changed.password_hash, changed.session_generation) == ("$argon2id$another", 3)
+    assert await read(storage, lambda uow: uow.users.get(alice.id)) == changed
+    # Nobody else changed; an unknown id changes nothing and answers None.
+    assert await read(storage, lambda uow: uow.users.get(bob.id)) == bob
+    async with storage() as uow:
+        assert await uow.users.deactivate(new_id(), later) is None
+        assert await uow.users.reactivate(new_id()) is None
+        assert await uow.users.change_password(new_id(), "$argon2id$x") is None
+        await uow.commit()
+
+
+async def test_a_status_change_without_commit_is_discarded(storage: UnitOfWorkFactory) -> None:
+    (alice,) = await add_users(storage, "alice")
+    async with storage() as uow:
+        await uow.users.deactivate(alice.id, T0)
+        await uow.users.change_password(alice.id, "$argon2id$lost")
+    assert await read(storage, lambda uow: uow.users.get(alice.id)) == alice
+
+
 # --- rooms and members --------------------------------------------------------------------
 
 

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import socketio
 
 from tests.support.clients import Socket
+from tests.support.cluster import fresh_database
 from tests.support.processes import CHAT, ChatProcess, chat_serve, clean_env
 from tests.support.services import POSTGRES, require
 
@@ -42,6 +46,9 @@ def test_version_and_help_name_what_each_command_reads(tmp_path: Path) -> None:
         ["migrate"],
         ["config"],
         ["users", "create"],
+        ["users", "deactivate"],
+        ["users", "reactivate"],
+        ["users", "reset-password"],
         ["rooms", "list"],
     ):
         helped = chat(*command, "--help", cwd=tmp_path)
@@ -253,3 +260,170 @@ def test_prune_erases_old_bodies_beside_a_running_server(tmp_path: Path) -> None
         assert (second["seq"], second["body"], second["deleted"]) == (2, "second", False)
     finally:
         assert server.stop() == 0, server.log()
+
+
+# --- users deactivate / reactivate / reset-password -----------------------------------------
+
+# The servers' recheck interval in these tests (CHAT_SESSION_RECHECK_SECONDS): what an
+# operator's change takes at most to reach a node. The waits below allow it and a margin.
+RECHECK_S = 1
+WITHIN_S = RECHECK_S + 14
+FAST_RECHECK = {"CHAT_SESSION_RECHECK_SECONDS": str(RECHECK_S)}
+PASSWORD, NEW_PASSWORD = "correct-horse-9", "staple-battery-42"
+
+
+def _login_token(url: str, username: str, password: str) -> str:
+    response = httpx.post(
+        f"{url}/api/v1/auth/login", json={"username": username, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    token: str = response.json()["access_token"]
+    return token
+
+
+def _rooms_status(url: str, token: str) -> int:
+    response = httpx.get(f"{url}/api/v1/rooms", headers={"Authorization": f"Bearer {token}"})
+    return response.status_code
+
+
+def _within(condition: Callable[[], bool], what: str) -> None:
+    """Wait until ``condition`` holds, at most WITHIN_S: the change reaches a node through
+    the database, with no event a client could wait on, so the client asks again."""
+    deadline = time.monotonic() + WITHIN_S
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {WITHIN_S} s: {what}"
+        time.sleep(0.2)
+
+
+class Connected:
+    """A socket.io client that was accepted, and an event set when the server drops it."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.socket = Socket(url, token)
+        self.dropped = asyncio.Event()
+        self.socket.client.on("disconnect", self._dropped)
+
+    async def _dropped(self, *_: object) -> None:
+        self.dropped.set()
+
+    async def dropped_within(self) -> None:
+        await asyncio.wait_for(self.dropped.wait(), WITHIN_S)
+
+
+async def _refused_connect(url: str, token: str) -> object:
+    client = socketio.AsyncClient(reconnection=False)
+    errors: asyncio.Queue[object] = asyncio.Queue()
+    client.on("connect_error", errors.put_nowait)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(url, auth={"token": token}, transports=["websocket"], wait_timeout=5)
+    await client.disconnect()
+    return await asyncio.wait_for(errors.get(), 5)
+
+
+def test_a_deactivated_user_is_out_of_a_running_server_until_reactivated(tmp_path: Path) -> None:
+    server: ChatProcess = chat_serve(tmp_path, FAST_RECHECK).start()
+    try:
+        name = f"gone{uuid.uuid4().hex[:10]}"
+        assert chat("users", "create", name, "--password", PASSWORD, cwd=tmp_path).returncode == 0
+        token = _login_token(server.url, name, PASSWORD)
+        assert _rooms_status(server.url, token) == 200  # the node has read the user now
+
+        async def deactivate_while_connected() -> None:
+            connected = Connected(server.url, token)
+            await connected.socket.connect()
+            deactivated = await asyncio.to_thread(chat, "users", "deactivate", name, cwd=tmp_path)
+            assert deactivated.returncode == 0, deactivated.stderr
+            assert deactivated.stdout.startswith(f"deactivated user {name} (")
+            await connected.dropped_within()
+            assert await _refused_connect(server.url, token) == {"message": "unauthorized"}
+
+        asyncio.run(deactivate_while_connected())
+        assert _log_in(server.url, name, PASSWORD) == 401  # as a wrong password
+        _within(lambda: _rooms_status(server.url, token) == 401, "old token refused")
+
+        reactivated = chat("users", "reactivate", name, cwd=tmp_path)
+        assert reactivated.returncode == 0, reactivated.stderr
+        fresh = _login_token(server.url, name, PASSWORD)
+        assert _rooms_status(server.url, fresh) == 200
+        assert _rooms_status(server.url, token) == 401  # sessions from before stay ended
+
+        ghost = chat("users", "deactivate", "ghost-user", cwd=tmp_path)
+        assert ghost.returncode == 1
+        assert ghost.stderr.strip() == "chat users deactivate: no user named 'ghost-user'"
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_a_password_reset_ends_the_old_password_and_sessions(tmp_path: Path) -> None:
+    server: ChatProcess = chat_serve(tmp_path, FAST_RECHECK).start()
+    try:
+        name = f"reset{uuid.uuid4().hex[:10]}"
+        assert chat("users", "create", name, "--password", PASSWORD, cwd=tmp_path).returncode == 0
+        token = _login_token(server.url, name, PASSWORD)
+        assert _rooms_status(server.url, token) == 200
+
+        weak = chat("users", "reset-password", name, "--password", "short", cwd=tmp_path)
+        assert weak.returncode == 1
+        assert weak.stderr.strip().startswith("chat users reset-password: password: must be")
+        assert _log_in(server.url, name, PASSWORD) == 200  # nothing changed
+
+        async def reset_while_connected() -> None:
+            connected = Connected(server.url, token)
+            await connected.socket.connect()
+            reset = await asyncio.to_thread(
+                chat, "users", "reset-password", name, "--password", NEW_PASSWORD, cwd=tmp_path
+            )
+            assert reset.returncode == 0, reset.stderr
+            await connected.dropped_within()
+
+        asyncio.run(reset_while_connected())
+        assert _log_in(server.url, name, PASSWORD) == 401
+        fresh = _login_token(server.url, name, NEW_PASSWORD)
+        assert _rooms_status(server.url, fresh) == 200  # a newer token is read at once
+        _within(lambda: _rooms_status(server.url, token) == 401, "old token refused")
+    finally:
+        assert server.stop() == 0, server.log()
+
+
+def test_account_changes_reach_every_node_on_postgresql(tmp_path: Path) -> None:
+    """Two nodes on one PostgreSQL database: the CLI reaches neither, only the database."""
+    require(POSTGRES)
+    with fresh_database() as url:
+        # One signing key for both nodes, as a deployment has (else each makes its own).
+        env = {"CHAT_DATABASE_URL": url, "CHAT_SECRET_KEY": "e2e-" + "k" * 40, **FAST_RECHECK}
+        migrated = chat("migrate", env=env, cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        nodes = [chat_serve(tmp_path / f"node{i}", env, name=f"node{i}") for i in (1, 2)]
+        for node in nodes:
+            node.start()
+        try:
+            first, second = (node.url for node in nodes)
+            name = f"pg{uuid.uuid4().hex[:10]}"
+            created = chat("users", "create", name, "--password", PASSWORD, env=env, cwd=tmp_path)
+            assert created.returncode == 0, created.stderr
+            token = _login_token(first, name, PASSWORD)
+            assert _rooms_status(first, token) == _rooms_status(second, token) == 200
+
+            async def change_while_connected(*command: str) -> None:
+                connected = Connected(second, token)
+                await connected.socket.connect()
+                changed = await asyncio.to_thread(chat, *command, env=env, cwd=tmp_path)
+                assert changed.returncode == 0, changed.stderr
+                await connected.dropped_within()
+
+            asyncio.run(
+                change_while_connected("users", "reset-password", name, "--password", NEW_PASSWORD)
+            )
+            assert _log_in(first, name, PASSWORD) == _log_in(second, name, PASSWORD) == 401
+            for node_url in (first, second):
+                _within(lambda u=node_url: _rooms_status(u, token) == 401, "old token refused")
+            token = _login_token(second, name, NEW_PASSWORD)
+            assert _rooms_status(first, token) == 200
+
+            asyncio.run(change_while_connected("users", "deactivate", name))
+            assert _log_in(first, name, NEW_PASSWORD) == 401
+            for node_url in (first, second):
+                _within(lambda u=node_url: _rooms_status(u, token) == 401, "token refused")
+        finally:
+            for node in nodes:
+                assert node.stop() == 0, node.log()

@@ -4,6 +4,7 @@ and PostgreSQL. A client on any node gets every event of its rooms."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -12,16 +13,22 @@ import redis.asyncio as redis
 
 from tests.support.clients import Api, Socket
 from tests.support.cluster import Cluster, cluster
+from tests.support.processes import CHAT, clean_env
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 
 pytestmark = pytest.mark.slow
+RECHECK_S = 1
 
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     for service in (POSTGRES, RABBITMQ, REDIS):
         require(service)
-    with cluster(Path(tmp_path_factory.mktemp("cluster")), servers=2, workers=1) as c:
+    # A short recheck, so an operator's change reaches the nodes quickly (see the last test).
+    overrides = {"CHAT_SESSION_RECHECK_SECONDS": str(RECHECK_S)}
+    with cluster(
+        Path(tmp_path_factory.mktemp("cluster")), servers=2, workers=1, overrides=overrides
+    ) as c:
         yield c
 
 
@@ -136,3 +143,42 @@ async def test_readiness_names_every_backing_service(apis: list[Api]) -> None:
         r = await api.http.get("/readyz")
         assert r.status_code == 200, r.text
         assert set(r.json()["checks"]) >= {"database", "broker", "socketio"}
+
+
+async def test_an_operators_deactivation_ends_the_users_sessions_on_every_node(
+    apis: list[Api], sockets: list[Socket], nodes: Cluster
+) -> None:
+    """`chat users deactivate` reaches only the database; both nodes find out from it."""
+    carol = await apis[0].signup("carol")
+    dropped: list[asyncio.Event] = []
+    for server in nodes.servers:
+        socket = await Socket(server.url, carol.token).connect()
+        sockets.append(socket)
+        gone = asyncio.Event()
+        socket.client.on("disconnect", lambda *_, gone=gone: gone.set())
+        dropped.append(gone)
+
+    deactivated = await asyncio.to_thread(
+        subprocess.run,
+        [CHAT, "users", "deactivate", carol.username],
+        cwd=nodes.workdir,
+        env=clean_env(nodes.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deactivated.returncode == 0, deactivated.stderr
+
+    within = RECHECK_S + 14  # the recheck interval and a margin for a loaded machine
+    await asyncio.wait_for(asyncio.gather(*(gone.wait() for gone in dropped)), within)
+    for api in apis:
+        deadline = asyncio.get_running_loop().time() + within
+        # No event tells a client; it asks again until its node has read the change.
+        while (await api.http.get("/api/v1/rooms", headers=carol.headers)).status_code != 401:
+            assert asyncio.get_running_loop().time() < deadline, api.base_url
+            await asyncio.sleep(0.2)
+        r = await api.http.post(
+            "/api/v1/auth/login",
+            json={"username": carol.username, "password": "correct horse battery"},
+        )
+        assert r.status_code == 401

@@ -16,6 +16,7 @@ from chat_adapters.memory.rate_limit import InMemoryRateLimiter
 from chat_adapters.security.tokens import JwtTokenService
 from chat_domain.entities import Room, User
 from chat_domain.ports.rate_limit import RateRule
+from chat_domain.usecases.accounts import FindEndedSessions
 from chat_domain.usecases.auth import Authenticate
 from chat_domain.usecases.messages import ListHistory, SendMessage
 from chat_domain.usecases.presence import ConnectSocket, DisconnectSocket
@@ -53,6 +54,8 @@ def events(world: World, tokens: JwtTokenService) -> KnownSockets:
         rate_limiter=InMemoryRateLimiter(),
         connect_rate=RateRule("connect", 1.0, 10),
         max_sockets_per_user=2,
+        find_ended_sessions=FindEndedSessions(world.storage),
+        session_recheck_seconds=30.0,
     )
     namespace = KnownSockets(use_cases, typing_ttl=0.01)
     socketio.AsyncServer(async_mode="asgi").register_namespace(namespace)

@@ -115,6 +115,27 @@ async def create_user(
     return await _with_database(settings, create)
 
 
+async def deactivate_user(settings: Settings, username: str) -> User:
+    async def deactivate(container: Container) -> User:
+        return await container.deactivate_user()(username)
+
+    return await _with_database(settings, deactivate)
+
+
+async def reactivate_user(settings: Settings, username: str) -> User:
+    async def reactivate(container: Container) -> User:
+        return await container.reactivate_user()(username)
+
+    return await _with_database(settings, reactivate)
+
+
+async def reset_password(settings: Settings, username: str, password: str) -> User:
+    async def reset(container: Container) -> User:
+        return await container.reset_password()(username, password)
+
+    return await _with_database(settings, reset)
+
+
 async def list_rooms(settings: Settings, limit: int) -> list[RoomListing]:
     async def listing(container: Container) -> list[RoomListing]:
         return await container.list_all_rooms()(limit)

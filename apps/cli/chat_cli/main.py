@@ -113,6 +113,43 @@ def _users_create(args: argparse.Namespace) -> None:
     print(f"created user {user.username} ({user.id})")
 
 
+def _within(settings: Settings) -> str:
+    return f"within {settings.session_recheck_seconds:g} s (CHAT_SESSION_RECHECK_SECONDS)"
+
+
+def _users_deactivate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    user = _admin_result(
+        settings, admin.deactivate_user(settings, args.username), "users deactivate"
+    )
+    print(
+        f"deactivated user {user.username} ({user.id}): logins refused; their tokens and "
+        f"sockets end on every server {_within(settings)}"
+    )
+
+
+def _users_reactivate(args: argparse.Namespace) -> None:
+    settings = _settings()
+    user = _admin_result(
+        settings, admin.reactivate_user(settings, args.username), "users reactivate"
+    )
+    print(f"reactivated user {user.username} ({user.id}): they may log in again")
+
+
+def _users_reset_password(args: argparse.Namespace) -> None:
+    settings = _settings()
+    password = args.password or admin.read_password()
+    user = _admin_result(
+        settings,
+        admin.reset_password(settings, args.username, password),
+        "users reset-password",
+    )
+    print(
+        f"reset the password of {user.username} ({user.id}): sessions from before end on "
+        f"every server {_within(settings)}"
+    )
+
+
 def _rooms_list(args: argparse.Namespace) -> None:
     settings = _settings()
     rooms = _admin_result(settings, admin.list_rooms(settings, args.limit), "rooms list")
@@ -231,6 +268,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--display-name", help="the name shown to others (the username)")
     create.set_defaults(run=_users_create)
+
+    ends_sessions = (
+        " Servers see it through the database: tokens issued before are refused and "
+        "sockets disconnected within CHAT_SESSION_RECHECK_SECONDS. " + READS_STORAGE
+    )
+    deactivate = user_commands.add_parser(
+        "deactivate",
+        help="stop an account: no login, its tokens and sockets end",
+        description="Deactivate a user: logins are refused (401, as a wrong password) and "
+        "every session ends; rooms and messages stay." + ends_sessions,
+    )
+    deactivate.add_argument("username", help="the user to deactivate")
+    deactivate.set_defaults(run=_users_deactivate)
+    reactivate = user_commands.add_parser(
+        "reactivate",
+        help="let a deactivated account log in again",
+        description="Reactivate a deactivated user; their old tokens stay refused, they "
+        "log in anew. " + READS_STORAGE,
+    )
+    reactivate.add_argument("username", help="the user to reactivate")
+    reactivate.set_defaults(run=_users_reactivate)
+    reset = user_commands.add_parser(
+        "reset-password",
+        help="give an account a new password; its sessions from before end",
+        description="Set a user's password, with the same rules as registration." + ends_sessions,
+    )
+    reset.add_argument("username", help="the user whose password to reset")
+    reset.add_argument(
+        "--password",
+        help="the new password (8 to 128 characters); asked on the terminal when omitted",
+    )
+    reset.set_defaults(run=_users_reset_password)
 
     rooms = commands.add_parser(
         "rooms", help="look at rooms", description="Look at the rooms of the service."

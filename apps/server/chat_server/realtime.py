@@ -22,6 +22,7 @@ from chat_bootstrap.container import Container
 from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
 from chat_domain.errors import DomainError, RateLimited, Unauthorized
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
+from chat_domain.usecases.accounts import FindEndedSessions
 from chat_domain.usecases.auth import Authenticate
 from chat_domain.usecases.messages import (
     CLIENT_MSG_ID_MAX,
@@ -34,6 +35,7 @@ from chat_domain.usecases.receipts import MoveMarker
 from chat_domain.usecases.rooms import RelayTyping
 from chat_domain.views import message_view
 from chat_server.errors import describe_validation_error, error_body
+from chat_server.session_watch import SessionWatch
 from chat_server.typing_timers import TypingTimers
 
 log = logging.getLogger("chat.realtime")
@@ -89,6 +91,9 @@ class SocketUseCases:
     rate_limiter: RateLimiter
     connect_rate: RateRule
     max_sockets_per_user: int
+    # Sockets whose session an operator ended are disconnected within this many seconds.
+    find_ended_sessions: FindEndedSessions
+    session_recheck_seconds: float
 
     @classmethod
     def of(cls, container: Container) -> SocketUseCases:
@@ -104,6 +109,8 @@ class SocketUseCases:
             rate_limiter=container.rate_limiter(),
             connect_rate=container.connect_rate(),
             max_sockets_per_user=container.settings().max_sockets_per_user,
+            find_ended_sessions=container.find_ended_sessions(),
+            session_recheck_seconds=container.settings().session_recheck_seconds,
         )
 
 
@@ -126,6 +133,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         self.typing_timers = TypingTimers(use_cases.expire_typing, typing_ttl)
         self._users: dict[str, str] = {}  # sid -> user id, for the disconnect handler
         self._arriving: dict[str, asyncio.Task[None]] = {}  # sid -> its presence work
+        self.sessions = SessionWatch(
+            use_cases.find_ended_sessions, self.disconnect, use_cases.session_recheck_seconds
+        )
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
@@ -231,6 +241,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             )
         await self.save_session(sid, {"user_id": user.id})
         self._users[sid] = user.id
+        self.sessions.opened(sid, user)
         # Presence runs after the connect handler returns: an event emitted to a socket
         # still "pre-connected" would reach the client before its CONNECT packet.
         task = asyncio.create_task(self.arrived(sid, user.id))
@@ -255,6 +266,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         user_id = self._users.pop(sid, None)
         if user_id is None:
             return
+        self.sessions.closed(sid)
         task = self._arriving.get(sid)
         if task is not None:  # its connect is still being recorded: let it finish first
             await asyncio.gather(task, return_exceptions=True)

@@ -40,6 +40,12 @@ from chat_adapters.system import SystemClock, UuidGenerator
 from chat_bootstrap import lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
+from chat_domain.usecases.accounts import (
+    DeactivateUser,
+    FindEndedSessions,
+    ReactivateUser,
+    ResetPassword,
+)
 from chat_domain.usecases.administration import ListAllRooms, PruneMessages
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
@@ -279,7 +285,16 @@ class Container(containers.DeclarativeContainer):
         LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
     )
     # A singleton: it keeps a cache of the users it has resolved.
-    authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
+    authenticate = providers.Singleton(
+        Authenticate,
+        uow=uow,
+        tokens=tokens,
+        recheck_seconds=settings.provided.session_recheck_seconds,
+    )
+    find_ended_sessions = providers.Factory(FindEndedSessions, uow=uow)
+    deactivate_user = providers.Factory(DeactivateUser, uow=uow, clock=clock)
+    reactivate_user = providers.Factory(ReactivateUser, uow=uow)
+    reset_password = providers.Factory(ResetPassword, uow=uow, hasher=hasher)
     search_users = providers.Factory(SearchUsers, uow=uow)
     create_group_room = providers.Factory(
         CreateGroupRoom,

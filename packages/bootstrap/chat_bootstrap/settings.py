@@ -167,6 +167,16 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(
         12 * 3600, ge=60, description="Seconds an access token stays valid."
     )
+    # An operator's `chat users deactivate` / `reset-password` reaches the servers through
+    # the database only: each node rereads a user it trusts at most this often.
+    session_recheck_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds within which a deactivation or password reset ends the user's "
+        "tokens and disconnects their sockets on every node (how long a node trusts a user "
+        "it read, and how often it rechecks its sockets).",
+    )
 
     # --- limits on what a client controls (see docs/security.md) ----------------------
     max_body_bytes: int = Field(

@@ -77,6 +77,11 @@ class User:
     display_name: str
     created_at: datetime
     password_hash: str = field(repr=False)
+    # When an operator deactivated the account (None: active); it cannot log in then.
+    deactivated_at: datetime | None = None
+    # Goes up by one at each deactivation, reactivation and password reset: a token
+    # carries the generation it was issued in, and one of an older generation is refused.
+    session_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)

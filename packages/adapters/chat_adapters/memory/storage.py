@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from chat_domain.entities import (
     Block,
@@ -154,7 +155,8 @@ class InMemoryUserRepository(UserRepository):
         state = await self._uow.write_state()
         if user.username in state.user_ids_by_name or user.id in state.users:
             raise Conflict("username: already taken")
-        user = replace(user, created_at=_utc(user.created_at))
+        deactivated_at = None if user.deactivated_at is None else _utc(user.deactivated_at)
+        user = replace(user, created_at=_utc(user.created_at), deactivated_at=deactivated_at)
         state.users[user.id] = user
         state.user_ids_by_name[user.username] = user.id
 
@@ -170,6 +172,29 @@ class InMemoryUserRepository(UserRepository):
         state = self._uow.read_state()
         names = sorted(n for n in state.user_ids_by_name if n.startswith(prefix.lower()))
         return [state.users[state.user_ids_by_name[n]] for n in names[:limit]]
+
+    async def get_many(self, user_ids: Collection[str]) -> dict[str, User]:
+        users = self._uow.read_state().users
+        return {user_id: users[user_id] for user_id in user_ids if user_id in users}
+
+    async def deactivate(self, user_id: str, at: datetime) -> User | None:
+        return await self._change(user_id, deactivated_at=_utc(at))
+
+    async def reactivate(self, user_id: str) -> User | None:
+        return await self._change(user_id, deactivated_at=None)
+
+    async def change_password(self, user_id: str, password_hash: str) -> User | None:
+        return await self._change(user_id, password_hash=password_hash)
+
+    async def _change(self, user_id: str, **changes: Any) -> User | None:
+        """The user with ``changes`` and their next session generation, stored."""
+        state = await self._uow.write_state()
+        user = state.users.get(user_id)
+        if user is None:
+            return None
+        user = replace(user, session_generation=user.session_generation + 1, **changes)
+        state.users[user_id] = user
+        return user
 
 
 class InMemoryRoomRepository(RoomRepository):

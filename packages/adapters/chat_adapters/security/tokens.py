@@ -7,12 +7,12 @@ from collections import OrderedDict
 import jwt
 
 from chat_domain.errors import Unauthorized
-from chat_domain.ports.security import IssuedToken, TokenService
+from chat_domain.ports.security import IssuedToken, TokenService, TokenSubject
 from chat_domain.ports.system import Clock
 
 
 class JwtTokenService(TokenService):
-    """HS256 tokens with ``sub`` and ``exp``.
+    """HS256 tokens with ``sub``, ``exp`` and ``gen`` (the user's session generation).
 
     Every REST call verifies its token, and checking a signature and parsing the claims
     costs more than the rest of a send's authentication. A token is immutable, so one that
@@ -30,15 +30,15 @@ class JwtTokenService(TokenService):
         remembered: int = 10_000,
     ) -> None:
         self._key, self._clock, self._ttl = secret_key, clock, ttl_seconds
-        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._verified: OrderedDict[str, tuple[TokenSubject, float]] = OrderedDict()
         self._remembered = remembered
 
-    def issue(self, user_id: str) -> IssuedToken:
+    def issue(self, user_id: str, session_generation: int = 0) -> IssuedToken:
         now = int(self._clock.now().timestamp())
-        claims = {"sub": user_id, "iat": now, "exp": now + self._ttl}
+        claims = {"sub": user_id, "iat": now, "exp": now + self._ttl, "gen": session_generation}
         return IssuedToken(jwt.encode(claims, self._key, algorithm=self._ALGORITHM), self._ttl)
 
-    def verify(self, token: str) -> str:
+    def read(self, token: str) -> TokenSubject:
         known = self._verified.get(token)
         if known is None:
             known = self._decode(token)
@@ -53,7 +53,7 @@ class JwtTokenService(TokenService):
             raise Unauthorized("access token expired")
         return subject
 
-    def _decode(self, token: str) -> tuple[str, float]:
+    def _decode(self, token: str) -> tuple[TokenSubject, float]:
         try:
             claims = jwt.decode(
                 token,
@@ -64,6 +64,11 @@ class JwtTokenService(TokenService):
         except jwt.PyJWTError as exc:
             raise Unauthorized("invalid access token") from exc
         subject, expires_at = claims.get("sub"), claims.get("exp")
-        if not isinstance(subject, str) or not isinstance(expires_at, int | float):
+        generation = claims.get("gen", 0)  # tokens issued before generations carry none
+        if (
+            not isinstance(subject, str)
+            or not isinstance(expires_at, int | float)
+            or type(generation) is not int
+        ):
             raise Unauthorized("invalid access token")
-        return subject, float(expires_at)
+        return TokenSubject(subject, generation), float(expires_at)

@@ -133,6 +133,11 @@ def _member_ids_of(count: int) -> Executable:
 
 
 @functools.lru_cache(maxsize=128)
+def _users_by_id(count: int) -> Executable:
+    return select(users).where(users.c.id.in_([bindparam(f"p{i}") for i in range(count)]))
+
+
+@functools.lru_cache(maxsize=128)
 def _messages_by_id(count: int) -> Executable:
     return select(messages).where(messages.c.id.in_([bindparam(f"p{i}") for i in range(count)]))
 
@@ -158,7 +163,15 @@ def _message_row(message: Message) -> dict[str, Any]:
 
 
 def _user(row: Row[Any]) -> User:
-    return User(row.id, row.username, row.display_name, row.created_at, row.password_hash)
+    return User(
+        row.id,
+        row.username,
+        row.display_name,
+        row.created_at,
+        row.password_hash,
+        row.deactivated_at,
+        row.session_generation,
+    )
 
 
 def _room(row: Row[Any]) -> Room:
@@ -212,6 +225,8 @@ class SqlAlchemyUserRepository(UserRepository):
             display_name=user.display_name,
             password_hash=user.password_hash,
             created_at=user.created_at,
+            deactivated_at=user.deactivated_at,
+            session_generation=user.session_generation,
         )
         await self._db.insert_or_conflict(statement, "username: already taken")
 
@@ -233,6 +248,35 @@ class SqlAlchemyUserRepository(UserRepository):
             .limit(limit)
         )
         return [_user(row) for row in await self._db.execute(statement)]
+
+    async def get_many(self, user_ids: Collection[str]) -> dict[str, User]:
+        if not user_ids:
+            return {}
+        statement = _users_by_id(len(user_ids))
+        return {
+            row.id: _user(row) for row in await self._db.execute(statement, _numbered(user_ids))
+        }
+
+    async def deactivate(self, user_id: str, at: datetime) -> User | None:
+        return await self._change(user_id, deactivated_at=at)
+
+    async def reactivate(self, user_id: str) -> User | None:
+        return await self._change(user_id, deactivated_at=None)
+
+    async def change_password(self, user_id: str, password_hash: str) -> User | None:
+        return await self._change(user_id, password_hash=password_hash)
+
+    async def _change(self, user_id: str, **values: Any) -> User | None:
+        """Set ``values`` and take the next session generation in one statement, so two
+        operators' changes at once cannot lose one."""
+        statement = (
+            update(users)
+            .where(users.c.id == user_id)
+            .values(session_generation=users.c.session_generation + 1, **values)
+            .returning(*users.c)
+        )
+        row = (await self._db.execute(statement)).first()
+        return _user(row) if row else None
 
 
 class SqlAlchemyRoomRepository(RoomRepository):

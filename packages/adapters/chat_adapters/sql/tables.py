@@ -72,6 +72,10 @@ users = Table(
     Column("display_name", String(64), nullable=False),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # NULL while the account is active.
+    Column("deactivated_at", UTCDateTime(), nullable=True),
+    # Tokens of an older generation are refused (deactivation, password reset).
+    Column("session_generation", Integer, nullable=False, default=0, server_default="0"),
 )
 
 rooms = Table(

@@ -32,12 +32,25 @@ class IssuedToken:
     expires_in: int  # seconds
 
 
+@dataclass(frozen=True, slots=True)
+class TokenSubject:
+    """Whom a valid token was issued to, and in which of their session generations."""
+
+    user_id: str
+    session_generation: int
+
+
 class TokenService(ABC):
-    """Signed, expiring access tokens that carry a user id."""
+    """Signed, expiring access tokens that carry a user id and a session generation."""
 
     @abstractmethod
-    def issue(self, user_id: str) -> IssuedToken: ...
+    def issue(self, user_id: str, session_generation: int = 0) -> IssuedToken: ...
 
     @abstractmethod
+    def read(self, token: str) -> TokenSubject:
+        """Return the token's subject, or raise ``Unauthorized`` (bad signature, expired,
+        malformed). A token that carries no generation is of generation 0."""
+
     def verify(self, token: str) -> str:
-        """Return the user id, or raise ``Unauthorized`` (bad signature, expired, malformed)."""
+        """Return the user id, or raise ``Unauthorized`` as ``read`` does."""
+        return self.read(token).user_id

@@ -35,6 +35,25 @@ class UserRepository(ABC):
     async def search(self, prefix: str, limit: int) -> list[User]:
         """Users whose username starts with ``prefix``, by username."""
 
+    @abstractmethod
+    async def get_many(self, user_ids: Collection[str]) -> dict[str, User]:
+        """The users among ``user_ids``, by id, in one read (unknown ids are absent)."""
+
+    @abstractmethod
+    async def deactivate(self, user_id: str, at: datetime) -> User | None:
+        """Mark the user deactivated at ``at`` and end their sessions (the session
+        generation goes up by one); the user as changed, or None if there is none."""
+
+    @abstractmethod
+    async def reactivate(self, user_id: str) -> User | None:
+        """Clear the deactivation (the session generation goes up by one); the user as
+        changed, or None if there is none."""
+
+    @abstractmethod
+    async def change_password(self, user_id: str, password_hash: str) -> User | None:
+        """Store a new password hash and end the sessions issued before (the session
+        generation goes up by one); the user as changed, or None if there is none."""
+
 
 @dataclass(frozen=True, slots=True)
 class RoomListing:

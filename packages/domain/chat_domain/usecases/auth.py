@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ from chat_domain.errors import Conflict, InvalidInput, Unauthorized
 from chat_domain.password_rules import check_new_password
 from chat_domain.ports.admission import Admission
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
-from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
+from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService, TokenSubject
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.text import lookalike_key, username_prefix
@@ -112,11 +113,13 @@ class LogIn:
         # One answer for an unknown user and a wrong password, in one answer time (an unknown
         # user is verified against the decoy, the same work), so names cannot be probed.
         password_hash = self._hasher.decoy_hash if user is None else user.password_hash
-        if not await self._hasher.verify(password_hash, password) or user is None:
+        verified = await self._hasher.verify(password_hash, password)
+        # A deactivated account gets the same answer: its status is not told to guessers.
+        if not verified or user is None or user.deactivated_at is not None:
             raise Unauthorized("invalid username or password")
         if self._limiter is not None and self._attempt_rule is not None:
             await self._limiter.reset(attempts, self._attempt_rule)
-        return Session(self._tokens.issue(user.id), user)
+        return Session(self._tokens.issue(user.id, user.session_generation), user)
 
 
 def login_attempts_key(username: str, client: str) -> str:
@@ -127,35 +130,62 @@ def login_attempts_key(username: str, client: str) -> str:
 class Authenticate:
     """Resolve an access token to the user it was issued to.
 
-    Every REST call and socket connect asks this, so the users it has seen are kept in a
-    bounded cache: users are never edited or deleted in this contract, so a cached user
-    cannot go stale (if they ever can be, that change must evict them here). Unknown ids
-    are not cached: a token for a user that does not exist stays refused.
+    A token is refused once its user is deactivated or has a newer session generation
+    (a password reset, a deactivation). Every REST call and socket connect asks this, so
+    the users it has read are kept in a bounded cache for ``recheck_seconds``: an operator
+    changes a user in the database, out of every server's reach, so each node sees the
+    change within that time (a token newer than the cached user is read again at once).
+    Unknown ids are not cached: a token for a user that does not exist stays refused.
     """
 
     def __init__(
-        self, uow: UnitOfWorkFactory, tokens: TokenService, cache_size: int = 10_000
+        self,
+        uow: UnitOfWorkFactory,
+        tokens: TokenService,
+        cache_size: int = 10_000,
+        recheck_seconds: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         self._uow, self._tokens = uow, tokens
-        self._known: OrderedDict[str, User] = OrderedDict()
-        self._cache_size = cache_size
+        self._known: OrderedDict[str, tuple[User, float]] = OrderedDict()  # with read time
+        self._cache_size, self._recheck = cache_size, recheck_seconds
+        self._clock = clock
 
     async def __call__(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("missing access token")
-        user_id = self._tokens.verify(token)
-        user = self._known.get(user_id)
-        if user is not None:
-            self._known.move_to_end(user_id)
-            return user
-        async with self._uow.reading() as uow:
-            user = await uow.users.get(user_id)
+        subject = self._tokens.read(token)
+        user = self._cached(subject)
         if user is None:
+            async with self._uow.reading() as uow:
+                user = await uow.users.get(subject.user_id)
+            if user is None:
+                raise Unauthorized("invalid access token")
+            self._known[user.id] = (user, self._now())
+            self._known.move_to_end(user.id)
+            if len(self._known) > self._cache_size:
+                self._known.popitem(last=False)
+        if user.deactivated_at is not None or subject.session_generation != user.session_generation:
             raise Unauthorized("invalid access token")
-        self._known[user_id] = user
-        if len(self._known) > self._cache_size:
-            self._known.popitem(last=False)
         return user
+
+    def _cached(self, subject: TokenSubject) -> User | None:
+        known = self._known.get(subject.user_id)
+        if known is None:
+            return None
+        user, read_at = known
+        if (
+            self._now() - read_at >= self._recheck
+            or subject.session_generation > user.session_generation
+        ):
+            return None  # stale, or the token is newer than what this node read
+        self._known.move_to_end(subject.user_id)
+        return user
+
+    def _now(self) -> float:
+        # Monotonic unless a clock is given (tests): a wall clock set back would stretch
+        # the time a node trusts what it read.
+        return time.monotonic() if self._clock is None else self._clock.now().timestamp()
 
 
 class SearchUsers:
