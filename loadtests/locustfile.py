@@ -73,13 +73,6 @@ def _arguments(parser: LocustArgumentParser) -> None:
         )
 
 
-def limits(environment: Environment) -> Limits:
-    o = environment.parsed_options
-    if o is None:
-        return Limits.from_env()
-    return Limits(o.chat_loss_budget, o.chat_p95_ms, o.chat_p99_ms, o.chat_max_error_rate)
-
-
 def _finish_here(environment: Environment) -> None:
     """This process's end of a run: stop posting, drain, reconcile (once per run)."""
     if book.final is not None:
@@ -201,7 +194,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
     shape = environment.shape_class
     if shape is None or getattr(shape, "sampled", False):
         run.close_window(environment, f"t+{time.monotonic() - run.started:.0f}s", final=True)
-    lim = limits(environment)
+    lim = Limits.from_options(environment.parsed_options)
     tally = run.tally()
     found = breaches(tally.total(), *run.http_counts(environment), lim)
     if run.unreported:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from loadtests.delivery_tally import Route, Tally, percentile
 
@@ -36,6 +37,14 @@ class Limits:
             p99_ms=float(env.get("CHAT_LOCUST_P99_MS", d.p99_ms)),
             max_error_rate=float(env.get("CHAT_LOCUST_MAX_ERROR_RATE", d.max_error_rate)),
         )
+
+    @classmethod
+    def from_options(cls, options: object | None) -> Limits:
+        """From Locust's parsed options (``--chat-*``, which also read the variables)."""
+        if options is None or not hasattr(options, "chat_loss_budget"):
+            return cls.from_env()
+        o: Any = options
+        return cls(o.chat_loss_budget, o.chat_p95_ms, o.chat_p99_ms, o.chat_max_error_rate)
 
 
 def faulty(route: Route) -> int:

@@ -55,7 +55,7 @@ class StepUp(LoadTestShape):
                 window = run.close_window(
                     self.runner.environment, f"step {self.step + 1} ({self.users(self.step)} users)"
                 )
-                limits = Limits.from_env()
+                limits = Limits.from_options(self.runner.environment.parsed_options)
                 if window is not None and window.cluster_breaches(limits):
                     return None  # the knee: the report names the step before this one
             self.step, self.marked = step, False
