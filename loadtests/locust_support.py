@@ -123,6 +123,8 @@ class DeliveryBook:
         self.arrived_late: set[tuple[str, int]] = set()
         self.node_of: dict[int, str] = {}  # member -> its socket's node
         self.final: Reconciliation | None = None  # set once this process has finished
+        self.finishing = False
+        self.run_id = ""  # the master's name of the run (a worker's reports carry it)
 
     def new_cmid(self, user_number: int) -> str:
         return f"lc{os.getpid()}.{user_number}.{next(self._counter)}-{time.time():.6f}"
@@ -285,6 +287,7 @@ class RunTotals:
     windows: list[Window] = field(default_factory=list)
     running: bool = False
     window_seconds: float = float(os.environ.get("CHAT_LOCUST_WINDOW", "10"))
+    run_id: str = ""
     last: Mark | None = None
 
     def reset(self) -> None:

@@ -74,17 +74,24 @@ def _arguments(parser: LocustArgumentParser) -> None:
 
 
 def _finish_here(environment: Environment) -> None:
-    """This process's end of a run: stop posting, drain, reconcile (once per run)."""
+    """This process's end of a run: stop posting, drain, reconcile (once per run; a second
+    caller, e.g. Locust's own stop arriving meanwhile, waits for the first)."""
     if book.final is not None:
         return
+    if book.finishing:
+        deadline = time.monotonic() + book.timeout + 60
+        while book.final is None and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+        return
+    book.finishing = True
     book.drain()
     recon = reconcile(book, pool, nodes(environment.host))
-    book.final = recon
     # What this process alone counted, so a run can be checked against the master's sums.
     directory = Path(os.environ.get("CHAT_LOCUST_REPORT", "var/locust-report"))
     directory.mkdir(parents=True, exist_ok=True)
     own = {"tally": book.tally.to_dict(), "reconciliation": recon.to_dict()}
     (directory / f"process-{os.getpid()}.json").write_text(json.dumps(own))
+    book.final = recon
 
 
 @events.init.add_listener
@@ -113,7 +120,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
     # Rides in the same message as Locust's own stats: when the master sees "final", the
     # stats of this message already hold every delivery this worker counted.
-    chat: dict[str, Any] = {"tally": book.tally.to_dict()}
+    chat: dict[str, Any] = {"run": book.run_id, "tally": book.tally.to_dict()}
     if book.final is not None:
         chat["final"] = book.final.to_dict()
     data["chat"] = chat
@@ -122,8 +129,8 @@ def _on_report_to_master(client_id: str, data: dict[str, Any]) -> None:
 @events.worker_report.add_listener
 def _on_worker_report(client_id: str, data: dict[str, Any]) -> None:
     chat = data.get("chat")
-    if chat is None:
-        return
+    if chat is None or chat.get("run") != run.run_id:
+        return  # a report sent before the worker heard of this run: the last run's numbers
     run.tallies[client_id] = Tally.from_dict(chat["tally"])
     if "final" in chat:
         run.reconciliations[client_id] = Reconciliation.from_dict(chat["final"])
@@ -136,6 +143,11 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     book.reset()
     run.reset()
     runner = environment.runner
+    options = environment.parsed_options
+    if isinstance(runner, MasterRunner) and options is not None:
+        # Custom options travel to the workers with the spawn message of this run.
+        options.chat_run = run.run_id = uuid.uuid4().hex[:8]
+    book.run_id = getattr(options, "chat_run", "")
     if not isinstance(runner, MasterRunner):
         run.tallies["local"] = book.tally  # a lone process: its own book is the total
 

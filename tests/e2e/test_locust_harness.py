@@ -274,7 +274,12 @@ def test_distributed_run_counts_a_frozen_then_killed_worker_as_late_then_lost(
     assert all(n["delivered"] > 0 and n["posts"] > 0 for n in summary["nodes"])
 
 
-def test_web_ui_starts_stops_and_starts_again(server: ChatProcess, tmp_path: Path) -> None:
+@pytest.mark.parametrize("processes", [[], ["--processes", "1"]], ids=["local", "master"])
+def test_web_ui_starts_stops_and_starts_again(
+    server: ChatProcess, tmp_path: Path, processes: list[str]
+) -> None:
+    """Twice: a run, a stop, a report of that run. A master must not take a worker's
+    numbers of the first run (reported until it hears of the second) for the second's."""
     _needs_locust()
     report, port = tmp_path / "report", free_port()
     ui = f"http://127.0.0.1:{port}"
@@ -282,7 +287,7 @@ def test_web_ui_starts_stops_and_starts_again(server: ChatProcess, tmp_path: Pat
     locust = subprocess.Popen(
         [
             *(LOCUST, "-f", LOCUSTFILE, "--host", server.url),
-            *("--web-host", "127.0.0.1", "--web-port", str(port)),
+            *("--web-host", "127.0.0.1", "--web-port", str(port), *processes),
         ],
         cwd=tmp_path,
         env=env,
@@ -317,7 +322,8 @@ def test_web_ui_starts_stops_and_starts_again(server: ChatProcess, tmp_path: Pat
             _wait(f"run {attempt} to stop", lambda: state() == "stopped", 60, locust)
             summary = _summary(report)
             assert summary["passed"], summary["breaches"]
-            assert summary["tally"]["posts"][server.url][0] > 0  # this run's posts
+            posted = summary["tally"]["posts"][server.url][0]
+            assert posted == posts() > 0  # this run's posts, all of them, no more
             (report / "summary.json").unlink()
     finally:
         locust.send_signal(signal.SIGTERM)
