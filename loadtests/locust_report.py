@@ -11,6 +11,7 @@ import csv
 import html
 import io
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,8 @@ def node_rows(report: FinalReport) -> list[dict[str, Any]]:
             "post_errors": posts.errors if posts else 0,
         }
         row |= _route_figures(by_node.get(node, Route()), report.seconds)
-        row["late"] = recon.get(node, {}).get("late", 0)
-        row["lost"] = recon.get(node, {}).get("lost", 0)
+        counts = recon.get(node, Counter())
+        row["late"], row["lost"] = counts["late"], counts["lost"]
         out.append(row)
     return out
 

@@ -239,7 +239,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         seconds=time.monotonic() - run.started,
         windows=list(run.windows),
         # The knee only means something when the load rose step by step.
-        knee=knee(run.windows, lim) if shape is not None and not shape.sampled else None,
+        knee=knee(run.windows, lim) if shape and not getattr(shape, "sampled", True) else None,
         processes=max(1, len(run.tallies)),
     )
     print(text(report), flush=True)
@@ -267,7 +267,8 @@ class ChatUser(FastHttpUser):
         self.number = pool.next_user()
         targets = nodes(environment.host or self.host)
         # REST and socket on different nodes whenever there are several.
-        self.host = targets[self.number % len(targets)]
+        self.node = targets[self.number % len(targets)]  # the node this user posts to
+        self.host = self.node
         self.socket_url = targets[(self.number + 1) % len(targets)]
         super().__init__(environment)
         self.token = ""
@@ -324,7 +325,7 @@ class ChatUser(FastHttpUser):
                     room.created.set()
                     return
                 room.room_id, room.owner_token = r.json()["room"]["id"], self.token
-                room.owner_node = self.host
+                room.owner_node = self.node
             room.created.set()
         else:
             room.created.wait(30)
@@ -355,7 +356,7 @@ class ChatUser(FastHttpUser):
         if self.room is None or not book.sending:
             return
         cmid = book.new_cmid(self.number)
-        book.expect(cmid, self.room.room_id, self.host, self.room.members)
+        book.expect(cmid, self.room.room_id, self.node, self.room.members)
         with self.client.post(
             f"/api/v1/rooms/{self.room.room_id}/messages",
             json={"body": f"locust {cmid}", "client_msg_id": cmid},
@@ -364,7 +365,7 @@ class ChatUser(FastHttpUser):
             catch_response=True,
         ) as r:
             accepted = r.status_code == 202
-            book.posted(self.host, accepted)
+            book.posted(self.node, accepted)
             if not accepted:
                 book.cancel(cmid)
                 r.failure(f"send answered {r.status_code}")
