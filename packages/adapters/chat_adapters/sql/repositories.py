@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from chat_adapters.sql.tables import (
     UTCDateTime,
+    api_keys,
     memberships,
     messages,
     room_removals,
@@ -22,6 +23,7 @@ from chat_adapters.sql.tables import (
     users,
 )
 from chat_domain.entities import (
+    ApiKey,
     Block,
     BlockedUser,
     Member,
@@ -31,10 +33,12 @@ from chat_domain.entities import (
     Room,
     RoomKind,
     RoomSummary,
+    Scope,
     User,
 )
 from chat_domain.errors import NotFound
 from chat_domain.ports.storage import (
+    ApiKeyRepository,
     BlockRepository,
     MessageRepository,
     RoomListing,
@@ -623,3 +627,46 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if after_seq is None:
             found.reverse()
         return found, has_more
+
+
+def _api_key(row: Row[Any]) -> ApiKey:
+    scopes = frozenset(Scope(s) for s in row.scopes.split())
+    return ApiKey(row.id, row.name, scopes, row.key_hash, row.created_at, row.revoked_at)
+
+
+_API_KEY_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))
+
+
+class SqlAlchemyApiKeyRepository(ApiKeyRepository):
+    """Keys by id, found by their unique hash."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, key: ApiKey) -> None:
+        statement = insert(api_keys).values(
+            id=key.id,
+            name=key.name,
+            key_hash=key.key_hash,
+            scopes=" ".join(sorted(s.value for s in key.scopes)),
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+        await self._db.insert_or_conflict(statement, "API key: already exists")
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = (await self._db.execute(_API_KEY_BY_HASH, {"key_hash": key_hash})).first()
+        return _api_key(row) if row else None
+
+    async def list_all(self) -> list[ApiKey]:
+        statement = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        return [_api_key(row) for row in await self._db.execute(statement)]
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        await self._db.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        row = (await self._db.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return _api_key(row) if row else None
