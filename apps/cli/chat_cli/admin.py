@@ -53,7 +53,7 @@ def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
             text = str(value).lower()
         elif isinstance(value, list):
             text = ",".join(value)
-        elif name.endswith("_url"):
+        elif name.endswith("_url") and value is not None:
             text = masked_url(str(value))
         else:
             text = "" if value is None else str(value)

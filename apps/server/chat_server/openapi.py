@@ -27,7 +27,7 @@ from chat_server.web import STATIC_DIR
 
 BEARER = "bearerAuth"
 SECURITY_SCHEMES: dict[str, SecuritySchemeBase | dict[Any, Any]] = {
-    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT")
+    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
 }
 
 # Tag of each blueprint (by its registered, dotted name), and the tags' descriptions.
@@ -90,8 +90,14 @@ SUCCESS_NOTES = {
 }
 # Errors some operations answer beyond those every operation of their kind does.
 EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
-    "api.auth.register": {409: "The username is taken (case-insensitive)"},
-    "api.auth.login": {401: "Bad credentials"},
+    "api.auth.register": {
+        409: "The username is taken (case-insensitive)",
+        403: "Accounts are off: the app vouches for users (CHAT_AUTH_MODE=app)",
+    },
+    "api.auth.login": {
+        401: "Bad credentials",
+        403: "Accounts are off: the app vouches for users (CHAT_AUTH_MODE=app)",
+    },
     "api.rooms.remove_member": {
         403: "Only the owner removes others",
         409: "The owner leaves only as the last member, or after handing the room over",
@@ -120,7 +126,11 @@ ERROR_NOTES: dict[int | str, str] = {
     503: "A backing service (database, broker) does not answer: nothing was done",
 }
 # The operations a rate limit guards (chat_server.limits and the send use case).
-RATE_LIMITED = {"api.auth.register", "api.auth.login", "api.messages.send"}
+RATE_LIMITED = {
+    "api.auth.register",
+    "api.auth.login",
+    "api.messages.send",
+}
 # Stable operation ids, named for what the call does: clients generate code from them, so
 # they must not change when a view function is renamed. tests/docs checks every route has one.
 OPERATION_IDS = {

@@ -37,10 +37,11 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
-from chat_bootstrap import lifecycles
+from chat_bootstrap import app_auth, lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.administration import ListAllRooms, PruneMessages
+from chat_domain.usecases.app_users import ProvisionAppUser
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.consuming import MessageConsumer
@@ -93,6 +94,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ttl_seconds=settings.provided.token_ttl_seconds,
     )
+    # The app's tokens (CHAT_AUTH_MODE app or both; None with accounts only).
+    app_tokens = providers.Singleton(app_auth.app_token_verifier, settings=settings, clock=clock)
 
     # --- storage: one SQLAlchemy adapter for SQLite and PostgreSQL --------------------
     engine = providers.Singleton(
@@ -271,8 +274,15 @@ class Container(containers.DeclarativeContainer):
     log_in = providers.Factory(
         LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
     )
+    provision_app_user = providers.Factory(ProvisionAppUser, uow=uow, clock=clock)
     # A singleton: it keeps a cache of the users it has resolved.
-    authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
+    authenticate = providers.Singleton(
+        Authenticate,
+        uow=uow,
+        tokens=providers.Callable(app_auth.account_tokens, settings, tokens),
+        app_tokens=app_tokens,
+        provision=provision_app_user,
+    )
     search_users = providers.Factory(SearchUsers, uow=uow)
     create_group_room = providers.Factory(
         CreateGroupRoom,
