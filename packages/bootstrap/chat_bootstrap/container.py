@@ -41,6 +41,12 @@ from chat_bootstrap import app_auth, lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.administration import ListAllRooms, PruneMessages
+from chat_domain.usecases.api_keys import (
+    AuthenticateApiKey,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+)
 from chat_domain.usecases.app_users import ProvisionAppUser
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
@@ -63,6 +69,12 @@ from chat_domain.usecases.rooms import (
     RelayTyping,
     RemoveMember,
     TransferOwnership,
+)
+from chat_domain.usecases.server_api import (
+    CreateServerRoom,
+    PostServerMessage,
+    ReadRoomHistory,
+    SetRoomMembers,
 )
 
 socketio_logger = logging.getLogger("chat.socketio")
@@ -220,6 +232,12 @@ class Container(containers.DeclarativeContainer):
         per_minute=settings.provided.rate_auth_per_address_per_minute,
         burst=settings.provided.rate_auth_per_address_burst,
     )
+    server_api_rate = providers.Singleton(
+        RateRule,
+        name="server-api",
+        per_second=settings.provided.rate_server_api_per_second,
+        burst=settings.provided.rate_server_api_burst,
+    )
     connect_rate = providers.Singleton(
         RateRule.per_minute,
         name="connect",
@@ -349,6 +367,28 @@ class Container(containers.DeclarativeContainer):
     expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
     prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
+    # --- the server API (the app's backend, with API keys) ------------------------------
+    create_api_key = providers.Factory(CreateApiKey, uow=uow, clock=clock, ids=ids)
+    list_api_keys = providers.Factory(ListApiKeys, uow=uow)
+    revoke_api_key = providers.Factory(RevokeApiKey, uow=uow, clock=clock)
+    authenticate_api_key = providers.Factory(
+        AuthenticateApiKey, uow=uow, limiter=rate_limiter, rate_rule=server_api_rate
+    )
+    create_server_room = providers.Factory(
+        CreateServerRoom, uow=uow, create_group_room=create_group_room
+    )
+    set_room_members = providers.Factory(
+        SetRoomMembers,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        max_members=settings.provided.max_members_per_room,
+    )
+    # A singleton: it remembers that the system sender exists.
+    post_server_message = providers.Singleton(
+        PostServerMessage, uow=uow, broker=broker, clock=clock, ids=ids, send_message=send_message
+    )
+    read_room_history = providers.Factory(ReadRoomHistory, uow=uow)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
     disconnect_socket = providers.Factory(
         DisconnectSocket, uow=uow, presence=presence, notifier=notifier

@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         description="Least seconds between two fetches of the key set (a token with an "
         "unknown `kid` fetches it at once, but not more often than this).",
     )
+    rate_server_api_per_second: float = Field(
+        100.0, ge=0, description="Server API calls per API key and second (0: off)."
+    )
+    rate_server_api_burst: int = Field(
+        200, ge=0, description="Server API calls an API key may make at once."
+    )
 
     # --- limits on what a client controls (see docs/security.md) ----------------------
     max_body_bytes: int = Field(
