@@ -9,6 +9,7 @@ import hmac
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -25,6 +26,7 @@ from chat_adapters.security.app_tokens import (
     JwtAppTokenVerifier,
     KeySet,
     SharedSecret,
+    key_set_from_file,
 )
 from chat_adapters.security.tokens import JwtTokenService
 from chat_domain.errors import Unauthorized, Unavailable
@@ -319,3 +321,18 @@ async def test_a_key_set_that_cannot_be_loaded_is_unavailable_and_old_keys_stay(
     failing["now"] = True
     clock.advance(61)  # stale, and the app's key server is down: the keys in hand still serve
     assert (await verifier.verify(app_keys.sign("rsa-1", sub="kept"))).subject == "kept"
+
+
+async def test_a_key_set_file_is_read_again_when_the_app_rotates(
+    app_keys: AppKeys, tmp_path: Path
+) -> None:
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": app_keys.published}))
+    clock = FixedClock(datetime.now(UTC))
+    verifier = key_set_verifier(KeySet(key_set_from_file(path), clock, min_refresh_seconds=0))
+    assert (await verifier.verify(app_keys.sign("rsa-1", sub="a"))).subject == "a"
+    app_keys.add_rsa("rsa-2")
+    with pytest.raises(Unauthorized):  # signed before the file was replaced: unknown kid
+        await verifier.verify(app_keys.sign("rsa-2"))
+    path.write_text(json.dumps({"keys": app_keys.published}))
+    assert (await verifier.verify(app_keys.sign("rsa-2", sub="b"))).subject == "b"
