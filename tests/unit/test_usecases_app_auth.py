@@ -53,9 +53,14 @@ def b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def secret_verifier(leeway: float = 30) -> JwtAppTokenVerifier:
+def secret_verifier(leeway: float = 30, clock: FixedClock | None = None) -> JwtAppTokenVerifier:
     return JwtAppTokenVerifier(
-        SharedSecret(SECRET), SECRET_ALGORITHMS, ISSUER, AUDIENCE, leeway_seconds=leeway
+        SharedSecret(SECRET),
+        SECRET_ALGORITHMS,
+        ISSUER,
+        AUDIENCE,
+        clock or FixedClock(datetime.now(UTC)),
+        leeway_seconds=leeway,
     )
 
 
@@ -187,7 +192,7 @@ async def test_clock_skew_within_the_leeway_is_accepted() -> None:
 
 def test_none_cannot_be_configured() -> None:
     with pytest.raises(ValueError):
-        JwtAppTokenVerifier(SharedSecret(SECRET), ["none"], ISSUER, AUDIENCE)
+        JwtAppTokenVerifier(SharedSecret(SECRET), ["none"], ISSUER, AUDIENCE, FixedClock())
 
 
 # --- key sets -------------------------------------------------------------------------------
@@ -239,8 +244,17 @@ def app_keys() -> AppKeys:
     return keys
 
 
-def key_set_verifier(keys: KeySet) -> JwtAppTokenVerifier:
-    return JwtAppTokenVerifier(keys, KEY_SET_ALGORITHMS, ISSUER, AUDIENCE)
+def key_set_verifier(
+    keys: KeySet, clock: FixedClock | None = None, remember_seconds: float | None = None
+) -> JwtAppTokenVerifier:
+    return JwtAppTokenVerifier(
+        keys,
+        KEY_SET_ALGORITHMS,
+        ISSUER,
+        AUDIENCE,
+        clock or FixedClock(datetime.now(UTC)),
+        remember_seconds=remember_seconds,
+    )
 
 
 async def test_rs256_and_es256_tokens_verify_against_the_key_set(app_keys: AppKeys) -> None:
@@ -275,7 +289,7 @@ async def test_an_unknown_kid_reloads_the_key_set_at_most_once_per_interval(
 ) -> None:
     clock = FixedClock(datetime.now(UTC))
     keys = KeySet(app_keys.key_set, clock, cache_seconds=300, min_refresh_seconds=30)
-    verifier = key_set_verifier(keys)
+    verifier = key_set_verifier(keys, clock, remember_seconds=300)
     await verifier.verify(app_keys.sign("rsa-1"))
     assert keys.loads == 1
     clock.advance(31)
@@ -312,7 +326,7 @@ async def test_a_key_set_that_cannot_be_loaded_is_unavailable_and_old_keys_stay(
         return app_keys.key_set()
 
     keys = KeySet(load, clock, cache_seconds=60, min_refresh_seconds=10)
-    verifier = key_set_verifier(keys)
+    verifier = key_set_verifier(keys, clock, remember_seconds=60)
     with pytest.raises(Unavailable):
         await verifier.verify(app_keys.sign("rsa-1"))
     failing["now"] = False
@@ -329,10 +343,43 @@ async def test_a_key_set_file_is_read_again_when_the_app_rotates(
     path = tmp_path / "jwks.json"
     path.write_text(json.dumps({"keys": app_keys.published}))
     clock = FixedClock(datetime.now(UTC))
-    verifier = key_set_verifier(KeySet(key_set_from_file(path), clock, min_refresh_seconds=0))
+    verifier = key_set_verifier(
+        KeySet(key_set_from_file(path), clock, min_refresh_seconds=0), clock
+    )
     assert (await verifier.verify(app_keys.sign("rsa-1", sub="a"))).subject == "a"
     app_keys.add_rsa("rsa-2")
     with pytest.raises(Unauthorized):  # signed before the file was replaced: unknown kid
         await verifier.verify(app_keys.sign("rsa-2"))
     path.write_text(json.dumps({"keys": app_keys.published}))
     assert (await verifier.verify(app_keys.sign("rsa-2", sub="b"))).subject == "b"
+
+
+# --- verified tokens remembered -----------------------------------------------------------
+
+
+async def test_a_remembered_token_still_expires_at_its_exp() -> None:
+    clock = FixedClock(datetime.now(UTC))
+    verifier = secret_verifier(leeway=5, clock=clock)
+    token = hs256(exp=int(clock.now().timestamp()) + 60)
+    assert (await verifier.verify(token)).subject == "u-1"
+    clock.advance(64)
+    assert (await verifier.verify(token)).subject == "u-1"  # remembered, within the leeway
+    clock.advance(2)
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)
+
+
+async def test_a_remembered_token_is_checked_again_after_remember_seconds(
+    app_keys: AppKeys,
+) -> None:
+    clock = FixedClock(datetime.now(UTC))
+    keys = KeySet(app_keys.key_set, clock, cache_seconds=100, min_refresh_seconds=0)
+    verifier = key_set_verifier(keys, clock, remember_seconds=100)
+    token = app_keys.sign("rsa-1")
+    await verifier.verify(token)
+    app_keys.published = [k for k in app_keys.published if k["kid"] != "rsa-1"]  # withdrawn
+    clock.advance(99)
+    await verifier.verify(token)
+    clock.advance(1)
+    with pytest.raises(Unauthorized):
+        await verifier.verify(token)

@@ -22,6 +22,7 @@ def app_token_verifier(settings: Settings, clock: Clock) -> AppTokenVerifier | N
     if settings.auth_mode == "accounts":
         return None
     keys: SigningKeys
+    remember_seconds: float | None = None  # a shared secret is never withdrawn
     if settings.app_token_secret is not None:
         keys = SharedSecret(settings.app_token_secret.get_secret_value())
         algorithms = SECRET_ALGORITHMS
@@ -38,11 +39,14 @@ def app_token_verifier(settings: Settings, clock: Clock) -> AppTokenVerifier | N
             min_refresh_seconds=settings.app_jwks_min_refresh_seconds,
         )
         algorithms = KEY_SET_ALGORITHMS
+        remember_seconds = settings.app_jwks_cache_seconds
     return JwtAppTokenVerifier(
         keys,
         algorithms,
         issuer=settings.app_token_issuer or "",
         audience=settings.app_token_audience or "",
+        clock=clock,
+        remember_seconds=remember_seconds,
         leeway_seconds=settings.app_token_leeway_seconds,
         name_claim=settings.app_token_name_claim,
     )
