@@ -134,6 +134,10 @@ async def test_setting_members_adds_and_removes_and_tells_them(world: World) -> 
     assert world.notifier.events_for(bob.id, MEMBER_REMOVED) == [
         {"room_id": room.id, "user_id": bob.id}
     ]
+    assert world.notifier.events_for(bob.id, MEMBER_ADDED) == []  # gone before dan came
+    assert world.notifier.events_for(ann.id, MEMBER_ADDED) == [
+        {"room_id": room.id, "user_id": dan.id}
+    ]
 
 
 async def test_setting_members_keeps_the_owner_and_refuses_unknown_users(world: World) -> None:

@@ -105,14 +105,15 @@ class SetRoomMembers:
                 await uow.rooms.remove_member(room_id, uid)
             after = await uow.rooms.members(room_id)
             await uow.commit()
-        everyone = sorted(current | set(wanted))
+        # The members after the change hear who joined; the members before it (the removed
+        # among them, as when the owner removes one) hear who left, and nothing more.
         for uid in added:
             await self._notifier.emit_to_users(
-                everyone, MEMBER_ADDED, {"room_id": room_id, "user_id": uid}
+                wanted, MEMBER_ADDED, {"room_id": room_id, "user_id": uid}
             )
         for uid in removed:
             await self._notifier.emit_to_users(
-                everyone, MEMBER_REMOVED, {"room_id": room_id, "user_id": uid}
+                sorted(current), MEMBER_REMOVED, {"room_id": room_id, "user_id": uid}
             )
         return RoomDetails(room, after)
 
