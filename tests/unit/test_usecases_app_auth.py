@@ -30,7 +30,7 @@ from chat_adapters.security.app_tokens import (
 )
 from chat_adapters.security.tokens import JwtTokenService
 from chat_domain.errors import Unauthorized, Unavailable
-from chat_domain.usecases.app_users import ProvisionAppUser, app_user_id
+from chat_domain.usecases.app_users import AuthenticateWithApp, ProvisionAppUser, app_user_id
 from chat_domain.usecases.auth import Authenticate
 from tests.unit.conftest import World
 
@@ -64,12 +64,17 @@ def secret_verifier(leeway: float = 30, clock: FixedClock | None = None) -> JwtA
     )
 
 
-def authenticate(world: World, tokens: JwtTokenService | None, app: bool = True) -> Authenticate:
-    return Authenticate(
-        world.storage,
-        tokens,
-        app_tokens=secret_verifier() if app else None,
-        provision=ProvisionAppUser(world.storage, world.clock),
+def authenticate(
+    world: World, tokens: JwtTokenService | None, app: bool = True
+) -> Authenticate | AuthenticateWithApp:
+    """As the container builds it: ours only, the app's only, or both."""
+    accounts = Authenticate(world.storage, tokens) if tokens is not None else None
+    if not app:
+        assert accounts is not None
+        return accounts
+    provision = ProvisionAppUser(world.storage, world.clock)
+    return AuthenticateWithApp(
+        world.storage, secret_verifier(), provision, world.clock, accounts=accounts
     )
 
 

@@ -13,7 +13,7 @@ from chat_adapters.security.app_tokens import (
     key_set_from_url,
 )
 from chat_bootstrap.settings import Settings
-from chat_domain.ports.security import AppTokenVerifier, TokenService
+from chat_domain.ports.security import AppTokenVerifier
 from chat_domain.ports.system import Clock
 
 
@@ -50,8 +50,3 @@ def app_token_verifier(settings: Settings, clock: Clock) -> AppTokenVerifier | N
         leeway_seconds=settings.app_token_leeway_seconds,
         name_claim=settings.app_token_name_claim,
     )
-
-
-def account_tokens(settings: Settings, tokens: TokenService) -> TokenService | None:
-    """Our own accounts' tokens, unless the app alone vouches for users."""
-    return None if settings.auth_mode == "app" else tokens

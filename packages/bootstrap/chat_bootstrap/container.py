@@ -47,7 +47,7 @@ from chat_domain.usecases.api_keys import (
     ListApiKeys,
     RevokeApiKey,
 )
-from chat_domain.usecases.app_users import ProvisionAppUser
+from chat_domain.usecases.app_users import AuthenticateWithApp, ProvisionAppUser
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.consuming import MessageConsumer
@@ -293,13 +293,28 @@ class Container(containers.DeclarativeContainer):
         LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
     )
     provision_app_user = providers.Factory(ProvisionAppUser, uow=uow, clock=clock)
-    # A singleton: it keeps a cache of the users it has resolved.
-    authenticate = providers.Singleton(
-        Authenticate,
-        uow=uow,
-        tokens=providers.Callable(app_auth.account_tokens, settings, tokens),
-        app_tokens=app_tokens,
-        provision=provision_app_user,
+    # Singletons: they keep a cache of the users they have resolved. Our own accounts'
+    # tokens, and (CHAT_AUTH_MODE) the app's: every REST call and socket connect asks
+    # ``authenticate``.
+    account_authenticate = providers.Singleton(Authenticate, uow=uow, tokens=tokens)
+    authenticate = providers.Selector(
+        settings.provided.auth_mode,
+        accounts=account_authenticate,
+        app=providers.Singleton(
+            AuthenticateWithApp,
+            uow=uow,
+            app_tokens=app_tokens,
+            provision=provision_app_user,
+            clock=clock,
+        ),
+        both=providers.Singleton(
+            AuthenticateWithApp,
+            uow=uow,
+            app_tokens=app_tokens,
+            provision=provision_app_user,
+            clock=clock,
+            accounts=account_authenticate,
+        ),
     )
     search_users = providers.Factory(SearchUsers, uow=uow)
     create_group_room = providers.Factory(

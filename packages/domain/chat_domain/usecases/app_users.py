@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 
 from chat_domain.entities import USERNAME_RE, User, normalise_display_name
-from chat_domain.errors import Conflict, InvalidInput
-from chat_domain.ports.security import AppIdentity
+from chat_domain.errors import Conflict, InvalidInput, Unauthorized
+from chat_domain.ports.security import AppIdentity, AppTokenVerifier
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock
 from chat_domain.text import client_token, is_id, lookalike_key
+from chat_domain.usecases.auth import Authenticate
 
 SUBJECT_MAX = 255
 _PLAIN_SUBJECT_MAX = 60
@@ -118,3 +120,64 @@ class ProvisionAppUser:
                 raise
             return username
         return name
+
+
+class AuthenticateWithApp:
+    """Resolve a token when the app vouches for users (``CHAT_AUTH_MODE`` app or both):
+    the app's tokens, and ours too if ``accounts`` is given (a token that is not one of
+    ours is then tried as the app's).
+
+    Every REST call and socket connect asks this, so the app's users it has resolved are
+    kept in a bounded cache, read again from storage after ``recheck_seconds`` (an
+    operator may change a user out of every server's reach).
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        app_tokens: AppTokenVerifier,
+        provision: ProvisionAppUser,
+        clock: Clock,
+        accounts: Authenticate | None = None,
+        cache_size: int = 10_000,
+        recheck_seconds: float = 30.0,
+    ) -> None:
+        self._uow, self._app_tokens, self._provision = uow, app_tokens, provision
+        self._clock, self._accounts = clock, accounts
+        self._known: OrderedDict[str, tuple[User, float]] = OrderedDict()  # with read time
+        self._cache_size, self._recheck = cache_size, recheck_seconds
+
+    async def __call__(self, token: str | None) -> User:
+        if not token:
+            raise Unauthorized("missing access token")
+        if self._accounts is not None:
+            try:
+                return await self._accounts(token)
+            except Unauthorized:
+                pass  # not one of ours (or no longer good): it may be the app's
+        identity = await self._app_tokens.verify(token)
+        try:
+            user_id = app_user_id(check_subject(identity.subject))
+            user = self._cached(user_id)
+            if user is None:
+                user, _ = await self._provision(identity)
+                self._remember(user)
+        except InvalidInput as exc:  # a sub we cannot take: the token is no good to us
+            raise Unauthorized(f"invalid app token: {exc.message}") from None
+        return user
+
+    def _cached(self, user_id: str) -> User | None:
+        known = self._known.get(user_id)
+        if known is None:
+            return None
+        user, read_at = known
+        if self._clock.now().timestamp() - read_at >= self._recheck:
+            return None
+        self._known.move_to_end(user_id)
+        return user
+
+    def _remember(self, user: User) -> None:
+        self._known[user.id] = (user, self._clock.now().timestamp())
+        self._known.move_to_end(user.id)
+        if len(self._known) > self._cache_size:
+            self._known.popitem(last=False)

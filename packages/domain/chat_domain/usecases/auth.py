@@ -15,16 +15,10 @@ from chat_domain.errors import Conflict, InvalidInput, Unauthorized
 from chat_domain.password_rules import check_new_password
 from chat_domain.ports.admission import Admission
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
-from chat_domain.ports.security import (
-    AppTokenVerifier,
-    IssuedToken,
-    PasswordHasher,
-    TokenService,
-)
+from chat_domain.ports.security import IssuedToken, PasswordHasher, TokenService
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.text import lookalike_key, username_prefix
-from chat_domain.usecases.app_users import ProvisionAppUser, app_user_id, check_subject
 
 USER_SEARCH_LIMIT = 20
 
@@ -131,12 +125,7 @@ def login_attempts_key(username: str, client: str) -> str:
 
 
 class Authenticate:
-    """Resolve an access token to its user: one of ours, or one the app vouches for.
-
-    ``tokens`` checks the tokens of our own accounts (None: they are not accepted, the
-    app alone vouches for users); ``app_tokens`` checks the app's tokens, whose ``sub``
-    becomes a user on first sight (``provision``). With both, a token that is not one
-    of ours is tried as the app's.
+    """Resolve an access token to the user it was issued to.
 
     Every REST call and socket connect asks this, so the users it has seen are kept in a
     bounded cache: users are never edited or deleted in this contract, so a cached user
@@ -145,62 +134,25 @@ class Authenticate:
     """
 
     def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        tokens: TokenService | None,
-        cache_size: int = 10_000,
-        app_tokens: AppTokenVerifier | None = None,
-        provision: ProvisionAppUser | None = None,
+        self, uow: UnitOfWorkFactory, tokens: TokenService, cache_size: int = 10_000
     ) -> None:
-        if tokens is None and app_tokens is None:
-            raise ValueError("no kind of token would be accepted")
-        if app_tokens is not None and provision is None:
-            raise ValueError("the app's users need a ProvisionAppUser")
         self._uow, self._tokens = uow, tokens
-        self._app_tokens, self._provision = app_tokens, provision
         self._known: OrderedDict[str, User] = OrderedDict()
         self._cache_size = cache_size
 
     async def __call__(self, token: str | None) -> User:
         if not token:
             raise Unauthorized("missing access token")
-        if self._tokens is None:
-            return await self._app_user(token)
-        try:
-            user_id = self._tokens.verify(token)
-        except Unauthorized:
-            if self._app_tokens is None:
-                raise
-            return await self._app_user(token)
-        user = self._cached(user_id)
+        user_id = self._tokens.verify(token)
+        user = self._known.get(user_id)
         if user is not None:
+            self._known.move_to_end(user_id)
             return user
         async with self._uow.reading() as uow:
             user = await uow.users.get(user_id)
         if user is None:
             raise Unauthorized("invalid access token")
-        return self._remember(user)
-
-    async def _app_user(self, token: str) -> User:
-        assert self._app_tokens is not None and self._provision is not None
-        identity = await self._app_tokens.verify(token)
-        try:
-            user = self._cached(app_user_id(check_subject(identity.subject)))
-            if user is not None:
-                return user
-            user, _ = await self._provision(identity)
-        except InvalidInput as exc:  # a sub we cannot take: the token is no good to us
-            raise Unauthorized(f"invalid app token: {exc.message}") from None
-        return self._remember(user)
-
-    def _cached(self, user_id: str) -> User | None:
-        user = self._known.get(user_id)
-        if user is not None:
-            self._known.move_to_end(user_id)
-        return user
-
-    def _remember(self, user: User) -> User:
-        self._known[user.id] = user
+        self._known[user_id] = user
         if len(self._known) > self._cache_size:
             self._known.popitem(last=False)
         return user
