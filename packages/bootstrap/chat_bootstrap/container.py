@@ -44,6 +44,7 @@ from chat_domain.usecases.administration import ListAllRooms, PruneMessages
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.consuming import MessageConsumer
+from chat_domain.usecases.dead_letters import ListDeadLetters, ReplayDeadLetters
 from chat_domain.usecases.messages import (
     DeleteMessage,
     EditMessage,
@@ -78,9 +79,9 @@ ROLES = ("server", "worker", "admin")
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    # "server" (REST + sockets), "worker" (consumer only) or "admin" (the database only:
-    # `chat migrate` and the operators' commands, which open just ``database``):
-    # decides how events are emitted and what is opened.
+    # "server" (REST + sockets), "worker" (consumer only) or "admin" (the operators'
+    # commands: `chat migrate` and the others open just ``database``, `chat dead-letters`
+    # just ``admin_broker``): decides how events are emitted and what is opened.
     role = providers.Dependency(instance_of=str)
 
     # --- system ---------------------------------------------------------------------
@@ -251,6 +252,13 @@ class Container(containers.DeclarativeContainer):
         lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
     )
     running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
+    # The admin role's broker, alone (no database, no fan-out, nothing consumed): for
+    # `chat dead-letters` to list and replay what the workers set aside. Nothing in the
+    # other roles, whose broker runs above.
+    admin_broker = providers.Resource(
+        lifecycles.running_broker,
+        providers.Selector(role, admin=broker, server=no_client, worker=no_client),
+    )
 
     # --- use cases ------------------------------------------------------------------
     # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
@@ -338,6 +346,8 @@ class Container(containers.DeclarativeContainer):
     # user's doing, so not charged to (nor refused by) their typing budget.
     expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
+    list_dead_letters = providers.Factory(ListDeadLetters, broker=broker)
+    replay_dead_letters = providers.Factory(ReplayDeadLetters, broker=broker)
     prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
     disconnect_socket = providers.Factory(
