@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
+from chat_adapters.rabbitmq.codec import partition_of
 from chat_domain.entities import Message
 from tests.support.clients import Api
 from tests.support.cluster import Cluster, cluster
@@ -147,6 +148,10 @@ async def test_a_poison_message_is_counted_listed_and_replayed_once_fixed(
         return count == 1
 
     await until(stored, "the replayed message to be stored")
+    partition = partition_of(room_id, DEFAULT_PARTITIONS)
+    seen = await scrape(metrics)
+    assert f'chat_broker_consume_lag_seconds{{partition="{partition}"}}' in seen
+    assert seen["chat_broker_batch_size_count"] >= 1
     assert await sql(nodes, "SELECT seq FROM messages WHERE id = $1", poison.id) == 1
     assert poison.id not in chat(nodes, "dead-letters", "list").stdout
     again = chat(nodes, "dead-letters", "replay", poison.id)
