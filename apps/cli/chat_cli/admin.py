@@ -157,7 +157,8 @@ async def _with_broker(settings: Settings, work: Callable[[Container], Awaitable
     except Unavailable:
         raise AdminError(
             f"cannot reach RabbitMQ at {masked_url(settings.rabbitmq_url)}: is it running, "
-            "and are CHAT_RABBITMQ_URL and CHAT_RABBITMQ_PREFIX right?"
+            "and are CHAT_RABBITMQ_URL, CHAT_RABBITMQ_PREFIX and CHAT_RABBITMQ_MAX_ATTEMPTS "
+            "those of the workers?"
         ) from None
     except DomainError as exc:
         raise AdminError(exc.message) from None

@@ -183,7 +183,8 @@ def _dead_letters_replay(args: argparse.Namespace) -> None:
     )
     for message_id in replayed:
         print(f"replayed {message_id}")
-    missing = [i for i in wanted or [] if i not in set(replayed)]
+    done = set(replayed)
+    missing = [i for i in wanted or [] if i not in done]
     print(f"replayed {len(replayed)} dead letters to their partitions")
     if missing:
         print(
