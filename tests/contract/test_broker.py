@@ -29,7 +29,7 @@ from chat_adapters.rabbitmq.codec import partition_of
 from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
 from chat_domain.ports.worker_group import assign_partitions
 from tests.support.processes import free_port
 from tests.support.services import RABBITMQ, in_ci, require
@@ -504,6 +504,31 @@ async def test_listing_and_replaying_some_dead_letters_keeps_the_others_in_order
     left = [d.message_id for d in await harness.publisher.dead_letters(100)]
     assert left == [i for i in ids if i not in chosen]
     assert await harness.publisher.replay_dead_letters({"no-such-id"}) == []
+
+
+# Only a broker with a wire format can hold a message it cannot read.
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_an_unreadable_dead_letter_is_listed_and_never_replayed(harness: Harness) -> None:
+    recorder = Recorder()
+    await harness.worker(recorder)
+    connection = await aio_pika.connect(require(RABBITMQ).url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(f"{harness.prefix}.messages")
+        await exchange.publish(aio_pika.Message(b"not json", message_id="garbled"), "0")
+    finally:
+        await connection.close()
+
+    async def listed() -> list[DeadLetter]:
+        while not (dead := await harness.publisher.dead_letters(10)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # no event tells a dead letter has arrived: poll
+        return dead
+
+    (dead,) = await asyncio.wait_for(listed(), WAIT)
+    assert (dead.message_id, dead.message) == ("garbled", None)
+    assert await harness.publisher.replay_dead_letters(None) == []
+    assert [d.message_id for d in await harness.publisher.dead_letters(10)] == ["garbled"]
+    assert recorder.count == 0
 
 
 # The in-memory broker is never unreachable while open: this one is RabbitMQ's alone.
