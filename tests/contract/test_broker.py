@@ -13,23 +13,23 @@ import shutil
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 from uuid import uuid4
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractIncomingMessage
+from prometheus_client import REGISTRY
 
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_adapters.memory.worker_group import InMemoryWorkerGroup
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
-from chat_adapters.rabbitmq.codec import decode, partition_of
+from chat_adapters.rabbitmq.codec import partition_of
 from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
 from chat_domain.ports.worker_group import assign_partitions
 from tests.support.processes import free_port
 from tests.support.services import RABBITMQ, in_ci, require
@@ -69,12 +69,23 @@ class Harness:
 
     kind: str
     make: Callable[..., Awaitable[MessageBroker]]  # a started broker on the same queues
-    dead_letter: Callable[[], Awaitable[Message]]  # the next dead-lettered message
+
     wait_consumers: Callable[[int], Awaitable[None]]  # until every queue has that many
     wait_delivered: Callable[[], Awaitable[None]]  # until no message waits in a queue
     publisher: MessageBroker = field(init=False)
     prefix: str = ""
     workers: list[Worker] = field(default_factory=list)
+
+    async def dead_letter(self) -> Message:
+        """The first dead letter, once there is one (it stays a dead letter)."""
+
+        async def listed() -> Message:
+            while not (dead := await self.publisher.dead_letters(1)):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # no event tells a dead letter has arrived: poll
+            assert dead[0].message is not None
+            return dead[0].message
+
+        return await asyncio.wait_for(listed(), WAIT)
 
     async def worker(
         self, handler: MessageBatchHandler, broker: MessageBroker | None = None
@@ -95,16 +106,12 @@ async def until_ready(broker: MessageBroker) -> None:
 
 @asynccontextmanager
 async def memory_harness() -> AsyncIterator[Harness]:
-    broker = InMemoryBroker(max_attempts=MAX_ATTEMPTS, retry_backoff=0.01)
+    broker = InMemoryBroker(partitions=PARTITIONS, max_attempts=MAX_ATTEMPTS, retry_backoff=0.01)
     await broker.start()
 
     async def same(**_: object) -> MessageBroker:
         # One process: a second "worker" is a second consume() on the same broker.
         return broker
-
-    async def dead_letter() -> Message:
-        # Set aside before the next message of its partition is handled.
-        return broker.dead_letters.pop(0)
 
     async def no_wait(_: int) -> None:
         return None
@@ -112,7 +119,7 @@ async def memory_harness() -> AsyncIterator[Harness]:
     async def delivered() -> None:
         return None  # one process: a published message is in the consumer's reach at once
 
-    harness = Harness("memory", same, dead_letter, no_wait, delivered)
+    harness = Harness("memory", same, no_wait, delivered)
     harness.publisher = broker
     try:
         yield harness
@@ -127,7 +134,6 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
     url = require(RABBITMQ).url
     prefix = f"test-{uuid4().hex[:8]}"
     brokers: list[RabbitMQBroker] = []
-    dead: asyncio.Queue[Message] = asyncio.Queue()
 
     async def make(**overrides: Any) -> MessageBroker:
         settings: dict[str, Any] = {
@@ -142,10 +148,6 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
         brokers.append(broker)
         await broker.start()
         return broker
-
-    async def on_dead(incoming: AbstractIncomingMessage) -> None:
-        await dead.put(decode(incoming.body))
-        await incoming.ack()
 
     async def wait_consumers(count: int) -> None:
         # declare-ok counts only the active consumer of a single-active-consumer queue:
@@ -169,9 +171,6 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
                 return
             await asyncio.sleep(0.05)
 
-    async def dead_letter() -> Message:
-        return await dead.get()
-
     async def wait_delivered() -> None:
         # A passive declare counts the ready messages only, not those delivered unacked.
         while True:
@@ -184,13 +183,12 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
             await asyncio.sleep(0.05)
 
     admin = await aio_pika.connect(url)
-    harness = Harness("rabbitmq", make, dead_letter, wait_consumers, wait_delivered, prefix=prefix)
+    harness = Harness("rabbitmq", make, wait_consumers, wait_delivered, prefix=prefix)
     try:
         admin_channel = await admin.channel()
         publisher = cast(RabbitMQBroker, await make())
         harness.publisher = publisher
         await asyncio.wait_for(until_ready(publisher), WAIT)
-        await (await admin_channel.get_queue(publisher.dead_letter_name)).consume(on_dead)
         yield harness
     finally:
         for worker in harness.workers:
@@ -362,7 +360,7 @@ async def test_poison_message_is_dead_lettered_and_the_room_moves_on(
         await recorder.wait_for(1)
     assert recorder.stored["room-poison"] == [nxt.id]
     assert recorder.alone[poison.id] == 3  # max_attempts on its own
-    assert await asyncio.wait_for(harness.dead_letter(), WAIT) == poison
+    assert await harness.dead_letter() == poison
     assert any(r.levelno == logging.ERROR and poison.id in r.getMessage() for r in caplog.records)
 
 
@@ -379,10 +377,13 @@ async def test_no_ack_before_the_handler_returns(harness: Harness) -> None:
     await asyncio.wait_for(started.wait(), WAIT)
     await first.kill()
 
+    redelivered = sample("chat_broker_redelivered_total")
     recorder = Recorder()
     await harness.worker(recorder, await harness.make())
     await recorder.wait_for(1)
     assert recorder.stored["room-crash"] == [msg.id]
+    if harness.kind == "rabbitmq":  # the in-memory broker is one process: no redelivery
+        assert sample("chat_broker_redelivered_total") == redelivered + 1
 
 
 async def test_close_lets_the_message_in_hand_finish(harness: Harness) -> None:
@@ -423,6 +424,111 @@ async def test_publish_after_close_is_unavailable(harness: Harness) -> None:
         await asyncio.wait_for(broker.publish(message()), PUBLISH_TIMEOUT + 1)
     with pytest.raises(Unavailable):
         await broker.check()
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+class PoisonedUntilFixed(Recorder):
+    """A store that fails the ``poisoned`` messages until the cause is fixed."""
+
+    def __init__(self, poisoned: Sequence[Message]) -> None:
+        super().__init__()
+        self.poisoned = {m.id for m in poisoned}
+        self.fixed = False
+
+    async def handle(self, msg: Message) -> None:
+        if msg.id in self.poisoned and not self.fixed:
+            raise ValueError("room not found")
+
+
+async def test_a_dead_letter_is_listed_until_replayed_then_stored_once(harness: Harness) -> None:
+    poison, nxt = message("room-dead", 0), message("room-dead", 1)
+    dead_before = sample("chat_broker_dead_lettered_total")
+    recorder = PoisonedUntilFixed([poison])
+    await harness.worker(recorder)
+    await harness.publisher.publish(poison)
+    await harness.publisher.publish(nxt)
+    assert await harness.dead_letter() == poison
+    await recorder.wait_for(1)
+    assert sample("chat_broker_dead_lettered_total") == dead_before + 1
+    partition = str(partition_of("room-dead", PARTITIONS))
+    lag = REGISTRY.get_sample_value("chat_broker_consume_lag_seconds", {"partition": partition})
+    assert lag is not None and lag >= 0  # the partition's last handled message
+    assert sample("chat_broker_batch_size_count") > 0
+
+    for _ in range(2):  # listing takes nothing away
+        (listed,) = await harness.publisher.dead_letters(10)
+        assert (listed.message_id, listed.message) == (poison.id, poison)
+        assert listed.reason and listed.dead_lettered_at is not None
+
+    recorder.fixed = True
+    assert await harness.publisher.replay_dead_letters(None) == [poison.id]
+    await recorder.wait_for(2)
+    assert recorder.stored["room-dead"] == [nxt.id, poison.id]  # once, after the fix
+    assert await harness.publisher.dead_letters(10) == []
+    assert await harness.publisher.replay_dead_letters(None) == []
+
+
+async def test_listing_and_replaying_some_dead_letters_keeps_the_others_in_order(
+    harness: Harness,
+) -> None:
+    # More than 32: a quorum queue given back that many unsettled at once reorders them.
+    start = datetime.now(UTC)
+    poisoned = [
+        replace(message("room-many", n), created_at=start + timedelta(milliseconds=n))
+        for n in range(40)
+    ]
+    recorder = PoisonedUntilFixed(poisoned)
+    await harness.worker(recorder)
+    for msg in poisoned:
+        await harness.publisher.publish(msg)
+
+    async def all_dead() -> None:
+        while len(await harness.publisher.dead_letters(100)) < len(poisoned):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # no event tells a dead letter has arrived: poll
+
+    await asyncio.wait_for(all_dead(), WAIT)
+    # Listed in the order they were set aside, the same at every listing.
+    ids = [d.message_id for d in await harness.publisher.dead_letters(100)]
+    assert sorted(ids) == sorted(m.id for m in poisoned)
+    assert [d.message_id for d in await harness.publisher.dead_letters(100)] == ids
+    assert [d.message_id for d in await harness.publisher.dead_letters(5)] == ids[:5]
+
+    recorder.fixed = True
+    chosen = [m.id for m in poisoned[::2]]  # in acceptance order: their room's order
+    assert await harness.publisher.replay_dead_letters(set(chosen)) == chosen
+    await recorder.wait_for(len(chosen))
+    assert recorder.stored["room-many"] == chosen
+    left = [d.message_id for d in await harness.publisher.dead_letters(100)]
+    assert left == [i for i in ids if i not in chosen]
+    assert await harness.publisher.replay_dead_letters({"no-such-id"}) == []
+
+
+# Only a broker with a wire format can hold a message it cannot read.
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_an_unreadable_dead_letter_is_listed_and_never_replayed(harness: Harness) -> None:
+    recorder = Recorder()
+    await harness.worker(recorder)
+    connection = await aio_pika.connect(require(RABBITMQ).url)
+    try:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange(f"{harness.prefix}.messages")
+        await exchange.publish(aio_pika.Message(b"not json", message_id="garbled"), "0")
+    finally:
+        await connection.close()
+
+    async def listed() -> list[DeadLetter]:
+        while not (dead := await harness.publisher.dead_letters(10)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)  # no event tells a dead letter has arrived: poll
+        return dead
+
+    (dead,) = await asyncio.wait_for(listed(), WAIT)
+    assert (dead.message_id, dead.message) == ("garbled", None)
+    assert await harness.publisher.replay_dead_letters(None) == []
+    assert [d.message_id for d in await harness.publisher.dead_letters(10)] == ["garbled"]
+    assert recorder.count == 0
 
 
 # The in-memory broker is never unreachable while open: this one is RabbitMQ's alone.

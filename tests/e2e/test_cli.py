@@ -50,11 +50,18 @@ def test_version_and_help_name_what_each_command_reads(tmp_path: Path) -> None:
         ["users", "reactivate"],
         ["users", "reset-password"],
         ["rooms", "list"],
+        ["dead-letters", "list"],
+        ["dead-letters", "replay"],
     ):
         helped = chat(*command, "--help", cwd=tmp_path)
         assert helped.returncode == 0, helped.stderr
         assert "CHAT_" in helped.stdout or command == ["config"], command
     assert "CHAT_DATABASE_URL" in chat("migrate", "--help", cwd=tmp_path).stdout
+    for action in ("list", "replay"):
+        helped = chat("dead-letters", action, "--help", cwd=tmp_path).stdout
+        assert all(
+            v in helped for v in ("CHAT_BROKER", "CHAT_RABBITMQ_URL", "CHAT_RABBITMQ_PREFIX")
+        )
 
 
 # Each bad setting: the one line it must print (after "chat: configuration error: ").

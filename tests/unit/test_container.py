@@ -236,3 +236,18 @@ async def test_migrate_migrates_through_the_containers_engine(tmp_path: Path) ->
     async with running(container):
         # Tables exist without the server migrating: `chat migrate` made them.
         assert await container.list_rooms()("nobody") == []
+
+
+async def test_the_admin_role_opens_the_broker_alone_for_dead_letters(
+    tmp_path: Path, events: Events, fakes: dict[str, Any]
+) -> None:
+    container = build_container(distributed(tmp_path), role="admin")
+
+    with overridden(container, fakes, events):
+        await container.admin_broker.init()
+        assert events == ["broker started"]
+        assert await container.list_dead_letters()(10) == []
+        await container.admin_broker.shutdown()
+
+    assert events == ["broker started", "broker closed"]  # no database, no fan-out
+    assert not container.database.initialized

@@ -8,7 +8,7 @@ what can go wrong into an ``AdminError``: one line that says what to do.
 from __future__ import annotations
 
 import getpass
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -18,7 +18,8 @@ from pydantic import SecretStr
 from chat_bootstrap.container import Container, build_container
 from chat_bootstrap.settings import Settings, variable
 from chat_domain.entities import ApiKey, User
-from chat_domain.errors import DomainError
+from chat_domain.errors import DomainError, Unavailable
+from chat_domain.ports.broker import DeadLetter
 from chat_domain.ports.storage import RoomListing
 
 T = TypeVar("T")
@@ -178,3 +179,42 @@ async def migrate_database(settings: Settings) -> None:
         return None
 
     await _with_database(settings.model_copy(update={"auto_migrate": True}), nothing_more)
+
+
+@asynccontextmanager
+async def _broker(settings: Settings) -> AsyncIterator[Container]:
+    """The container with only its broker open: no database, Redis or sockets to reach."""
+    container = build_container(settings, role="admin")
+    await _awaited(container.admin_broker.init())
+    try:
+        yield container
+    finally:
+        await _awaited(container.admin_broker.shutdown())
+
+
+async def _with_broker(settings: Settings, work: Callable[[Container], Awaitable[T]]) -> T:
+    try:
+        async with _broker(settings) as container:
+            return await work(container)
+    except Unavailable:
+        raise AdminError(
+            f"cannot reach RabbitMQ at {masked_url(settings.rabbitmq_url)}: is it running, "
+            "and are CHAT_RABBITMQ_URL, CHAT_RABBITMQ_PREFIX and CHAT_RABBITMQ_MAX_ATTEMPTS "
+            "those of the workers?"
+        ) from None
+    except DomainError as exc:
+        raise AdminError(exc.message) from None
+
+
+async def list_dead_letters(settings: Settings, limit: int) -> list[DeadLetter]:
+    async def listing(container: Container) -> list[DeadLetter]:
+        return await container.list_dead_letters()(limit)
+
+    return await _with_broker(settings, listing)
+
+
+async def replay_dead_letters(settings: Settings, message_ids: Collection[str] | None) -> list[str]:
+    async def replay(container: Container) -> list[str]:
+        return await container.replay_dead_letters()(message_ids)
+
+    return await _with_broker(settings, replay)

@@ -22,6 +22,10 @@ T = TypeVar("T")
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 # What every command reads, named in its help so that an operator knows what to set.
 READS_STORAGE = "Reads CHAT_DATABASE_URL (see docs/configuration.md for every setting)."
+READS_BROKER = (
+    "Reads CHAT_BROKER (rabbitmq: the in-memory broker's dead letters live and die with its "
+    "`chat serve`), CHAT_RABBITMQ_URL and CHAT_RABBITMQ_PREFIX."
+)
 READS_CLUSTER = (
     "Reads CHAT_BROKER, CHAT_RABBITMQ_URL, CHAT_SOCKETIO_MANAGER, CHAT_REDIS_URL, "
     "CHAT_DATABASE_URL, CHAT_SECRET_KEY and the rest of docs/configuration.md."
@@ -194,6 +198,65 @@ def _prune(args: argparse.Namespace) -> None:
         return
     erased = _admin_result(settings, admin.prune_messages(settings, days), "prune")
     print(f"erased the bodies of {erased} messages older than {days} days")
+
+
+def _dead_letter_settings(command: str) -> Settings:
+    settings = _settings()
+    if settings.broker != "rabbitmq":
+        print(
+            f"chat {command}: configuration error: CHAT_BROKER is {settings.broker}: dead "
+            "letters are kept by RabbitMQ (those of the in-memory broker stay in its "
+            "`chat serve` process); set CHAT_BROKER=rabbitmq",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_USAGE)
+    return settings
+
+
+def _dead_letters_list(args: argparse.Namespace) -> None:
+    settings = _dead_letter_settings("dead-letters list")
+    listed = _admin_result(
+        settings, admin.list_dead_letters(settings, args.limit), "dead-letters list"
+    )
+    print("id\troom\tsender\tcreated_at\tattempts\tdead_lettered_at\treason")
+    for dead in listed:
+        message = dead.message
+        print(
+            "\t".join(
+                [
+                    dead.message_id,
+                    message.room_id if message else "-",
+                    message.sender_id if message else "-",
+                    message.created_at.isoformat() if message else "-",
+                    "-" if dead.attempts is None else str(dead.attempts),
+                    dead.dead_lettered_at.isoformat() if dead.dead_lettered_at else "-",
+                    dead.reason if message else f"{dead.reason}; unreadable, not replayable",
+                ]
+            )
+        )
+
+
+def _dead_letters_replay(args: argparse.Namespace) -> None:
+    if args.all == bool(args.ids):
+        print("chat dead-letters replay: name message ids, or --all (not both)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+    settings = _dead_letter_settings("dead-letters replay")
+    wanted = None if args.all else list(dict.fromkeys(args.ids))
+    replayed = _admin_result(
+        settings, admin.replay_dead_letters(settings, wanted), "dead-letters replay"
+    )
+    for message_id in replayed:
+        print(f"replayed {message_id}")
+    done = set(replayed)
+    missing = [i for i in wanted or [] if i not in done]
+    print(f"replayed {len(replayed)} dead letters to their partitions")
+    if missing:
+        print(
+            f"chat dead-letters replay: not among the dead letters (or unreadable): "
+            f"{', '.join(missing)}",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_FAILURE)
 
 
 def _admin(settings: Settings, work: Coroutine[Any, Any, None], command: str) -> None:
@@ -376,6 +439,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     key_revoke.add_argument("id", help="the key's id (see `chat keys list`)")
     key_revoke.set_defaults(run=_keys_revoke)
+
+    dead = commands.add_parser(
+        "dead-letters",
+        help="list and replay messages that failed every attempt to store them",
+        description="Messages a worker could not store after CHAT_RABBITMQ_MAX_ATTEMPTS "
+        "attempts wait in the dead-letter queue: list them, fix the cause, replay them. "
+        + READS_BROKER,
+    )
+    dead_commands = dead.add_subparsers(dest="dead_command", required=True, metavar="ACTION")
+    dead_list = dead_commands.add_parser(
+        "list",
+        help="list dead letters, oldest first (they stay where they are)",
+        description="One line per dead letter: id, room, sender, created_at, attempts "
+        "('-' where RabbitMQ does not keep them), when and why it was set aside. Listing "
+        "takes nothing away. " + READS_BROKER,
+    )
+    dead_list.add_argument(
+        "--limit", type=int, default=100, help="dead letters to list at most (100)"
+    )
+    dead_list.set_defaults(run=_dead_letters_list)
+    replay = dead_commands.add_parser(
+        "replay",
+        help="publish dead letters again, to be stored like any accepted message",
+        description="Publish the named dead letters (or --all) to their rooms' partitions "
+        "again, then remove them from the dead letters. A message stored meanwhile is not "
+        "stored twice (storage is idempotent by message id). Exit code 1 if an id was not "
+        "found. " + READS_BROKER,
+    )
+    replay.add_argument("ids", nargs="*", metavar="ID", help="message ids, from `list`")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter")
+    replay.set_defaults(run=_dead_letters_replay)
     return parser
 
 

@@ -12,12 +12,12 @@ is measured in one place.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 from prometheus_client import Counter, Histogram
 
 from chat_domain.entities import Message
-from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
 from chat_domain.ports.notifier import Notification, Payload, RealtimeNotifier
 from chat_domain.ports.system import Clock
 
@@ -89,6 +89,13 @@ class MeteredBroker(MessageBroker):
                 CONSUME_SECONDS.observe((now - message.created_at).total_seconds())
 
         await self.inner.consume(metered)
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return await self.inner.dead_letters(limit)
+
+    async def replay_dead_letters(self, message_ids: Collection[str] | None) -> list[str]:
+        # Counted where they are set aside (chat_adapters.delivery); a replay is a publish.
+        return await self.inner.replay_dead_letters(message_ids)
 
     async def check(self) -> None:
         await self.inner.check()

@@ -57,6 +57,7 @@ from chat_domain.usecases.app_users import AuthenticateWithApp, ProvisionAppUser
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.consuming import MessageConsumer
+from chat_domain.usecases.dead_letters import ListDeadLetters, ReplayDeadLetters
 from chat_domain.usecases.messages import (
     DeleteMessage,
     EditMessage,
@@ -102,9 +103,9 @@ ROLES = ("server", "worker", "admin")
 
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
-    # "server" (REST + sockets), "worker" (consumer only) or "admin" (the database only:
-    # `chat migrate` and the operators' commands, which open just ``database``):
-    # decides how events are emitted and what is opened.
+    # "server" (REST + sockets), "worker" (consumer only) or "admin" (the operators'
+    # commands: `chat migrate` and the others open just ``database``, `chat dead-letters`
+    # just ``admin_broker``): decides how events are emitted and what is opened.
     role = providers.Dependency(instance_of=str)
 
     # --- system ---------------------------------------------------------------------
@@ -285,6 +286,13 @@ class Container(containers.DeclarativeContainer):
         lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
     )
     running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
+    # The admin role's broker, alone (no database, no fan-out, nothing consumed): for
+    # `chat dead-letters` to list and replay what the workers set aside. Nothing in the
+    # other roles, whose broker runs above.
+    admin_broker = providers.Resource(
+        lifecycles.running_broker,
+        providers.Selector(role, admin=broker, server=no_client, worker=no_client),
+    )
 
     # --- use cases ------------------------------------------------------------------
     # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
@@ -405,6 +413,8 @@ class Container(containers.DeclarativeContainer):
     # user's doing, so not charged to (nor refused by) their typing budget.
     expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
+    list_dead_letters = providers.Factory(ListDeadLetters, broker=broker)
+    replay_dead_letters = providers.Factory(ReplayDeadLetters, broker=broker)
     prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
     # --- the server API (the app's backend, with API keys) ------------------------------
     create_api_key = providers.Factory(CreateApiKey, uow=uow, clock=clock, ids=ids)

@@ -38,8 +38,12 @@ async def database(engine: AsyncEngine, migrate_first: bool) -> AsyncIterator[As
         await engine.dispose()
 
 
-async def running_broker(broker: MessageBroker, *outlived_by: object) -> AsyncIterator[None]:
-    """The broker connected; closed (the message in hand finished) before ``outlived_by``."""
+async def running_broker(broker: MessageBroker | None, *outlived_by: object) -> AsyncIterator[None]:
+    """The broker connected; closed (the message in hand finished) before ``outlived_by``.
+    None: this process runs no broker through this resource."""
+    if broker is None:
+        yield
+        return
     await broker.start()
     try:
         yield

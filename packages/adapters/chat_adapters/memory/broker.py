@@ -8,12 +8,14 @@ import itertools
 import logging
 import zlib
 from collections import deque
+from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from chat_adapters.delivery import Outcome, deliver_in_order
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,9 @@ class InMemoryBroker(MessageBroker):
     Rooms map to ``partitions`` by crc32 of the room id; each partition is drained by
     one consumer at a time, serially, in batches of what is waiting (at most
     ``batch_size``). A failing message is retried first (so the room keeps its order)
-    with a growing pause, and after ``max_attempts`` it moves to ``dead_letters`` and
-    is logged. Nothing survives the process: this is the
+    with a growing pause, and after ``max_attempts`` it moves to the dead letters and
+    is logged (they live in this process: only it can list and replay them). Nothing
+    survives the process: this is the
     single-process default, not a durable store, so ``close`` first refuses new
     messages and lets the consumers drain what was accepted (within ``drain_timeout``).
     """
@@ -59,7 +62,7 @@ class InMemoryBroker(MessageBroker):
         self._closed = False
         self._stopping = asyncio.Event()
         self._consumers_done: list[asyncio.Event] = []
-        self.dead_letters: list[Message] = []
+        self._dead: list[DeadLetter] = []
 
     async def start(self) -> None:
         """Nothing to connect to."""
@@ -129,12 +132,39 @@ class InMemoryBroker(MessageBroker):
                     max_attempts=self._max_attempts,
                     retry_backoff=self._retry_backoff,
                     stopping=self._stopping,
+                    partition=self._partitions.index(partition),
                 )
                 for outcome in outcomes:
                     if outcome is Outcome.STOPPED:
                         break  # left at the head, unacknowledged
                     message = partition.pending.popleft()
                     if outcome is Outcome.DEAD:
-                        self.dead_letters.append(message)
+                        self._dead.append(self._set_aside(message))
                 if not partition.pending:
                     self._drained.set()
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        return self._dead[:limit]
+
+    async def replay_dead_letters(self, message_ids: Collection[str] | None) -> list[str]:
+        chosen = [
+            (dead, dead.message)
+            for dead in self._dead
+            if dead.message is not None and (message_ids is None or dead.message_id in message_ids)
+        ]
+        chosen.sort(key=lambda pair: pair[1].created_at)  # acceptance order, as RabbitMQ's
+        replayed: list[str] = []
+        for dead, message in chosen:
+            await self.publish(message)  # Unavailable once closing: the rest stay
+            self._dead.remove(dead)
+            replayed.append(dead.message_id)
+        return replayed
+
+    def _set_aside(self, message: Message) -> DeadLetter:
+        return DeadLetter(
+            message_id=message.id,
+            message=message,
+            reason=f"failed {self._max_attempts} attempts",
+            dead_lettered_at=datetime.now(UTC),
+            attempts=self._max_attempts,
+        )

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import aio_pika
@@ -14,6 +16,7 @@ from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
     AbstractIncomingMessage,
+    AbstractQueue,
     AbstractRobustChannel,
     AbstractRobustConnection,
 )
@@ -26,11 +29,17 @@ from aio_pika.exceptions import (
 from pamqp.common import FieldTable
 from prometheus_client import Gauge
 
-from chat_adapters.delivery import Outcome, deliver_in_order
+from chat_adapters.delivery import (
+    DEAD_LETTERED,
+    REDELIVERED,
+    Outcome,
+    deliver_in_order,
+    forget_partition,
+)
 from chat_adapters.rabbitmq.codec import decode, encode, partition_of
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
-from chat_domain.ports.broker import MessageBatchHandler, MessageBroker
+from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
 from chat_domain.ports.worker_group import WorkerGroup, assign_partitions
 
 log = logging.getLogger(__name__)
@@ -42,6 +51,9 @@ PARTITIONS_HELD = Gauge(
 PARTITION_HELD = Gauge(
     "chat_worker_partition_held", "1 for each broker partition this worker holds", ["partition"]
 )
+
+# Dead letters read at once at most: the largest prefetch count AMQP can express.
+DEAD_LETTERS_IN_HAND = 65_535
 
 # A publish lost with its connection or channel, as opposed to refused (nack, return).
 _CONNECTION_ERRORS = (
@@ -69,7 +81,12 @@ class RabbitMQBroker(MessageBroker):
     A consumer holds up to ``batch_size`` unacknowledged messages per partition, hands
     them on as one batch, and acks them only after the handler returned. A failing
     message is retried in place (its room waits) and after ``max_attempts``
-    dead-lettered to ``{prefix}.dead`` and logged.
+    dead-lettered to ``{prefix}.dead`` and logged. There it stays until replayed. That
+    queue's order means little: RabbitMQ's at-least-once dead-letter worker republishes
+    a burst out of order, and a quorum queue given back unsettled messages requeues them
+    out of order too (both seen on 3.10). So a listing reads every dead letter (and puts
+    it back, see ``_dead_letters_in_hand``) and sorts them by when they were set aside,
+    and a replay publishes in acceptance order.
 
     Nothing connects before ``start()``, which returns at once: the robust connection
     keeps trying in the background, ``publish`` raises ``Unavailable`` after
@@ -175,6 +192,93 @@ class RabbitMQBroker(MessageBroker):
                         await asyncio.sleep(0.1)
         except _PUBLISH_ERRORS as exc:
             raise Unavailable("message broker unavailable") from exc
+
+    async def dead_letters(self, limit: int) -> list[DeadLetter]:
+        # The queue's own order says little (see the class): read them all, sort, cut.
+        async with self._dead_letters_in_hand() as taken:
+            by_id = {(dead := _dead_letter(incoming)).message_id: dead for incoming in taken}
+        listed = sorted(by_id.values(), key=_set_aside_order)
+        return listed[:limit]
+
+    async def replay_dead_letters(self, message_ids: Collection[str] | None) -> list[str]:
+        replayed: list[str] = []
+        async with self._dead_letters_in_hand() as taken:
+            chosen: dict[str, tuple[Message, list[AbstractIncomingMessage]]] = {}
+            for incoming in taken:
+                if message_ids is not None and incoming.message_id not in message_ids:
+                    continue
+                try:
+                    message = decode(incoming.body)
+                except Exception:
+                    log.warning("dead letter %s is unreadable: left", incoming.message_id)
+                    continue
+                chosen.setdefault(message.id, (message, []))[1].append(incoming)
+            # In acceptance order, so that a room's replayed messages keep their order.
+            for message, copies in sorted(chosen.values(), key=lambda c: c[0].created_at):
+                await self.publish(message)  # confirmed: then it can leave the dead letters
+                for incoming in copies:
+                    await incoming.ack()
+                    taken.remove(incoming)
+                replayed.append(message.id)
+                log.info("dead letter %s replayed to its partition", message.id)
+        return replayed
+
+    @contextlib.asynccontextmanager
+    async def _dead_letters_in_hand(self) -> AsyncIterator[list[AbstractIncomingMessage]]:
+        """Every dead letter (up to ``DEAD_LETTERS_IN_HAND``), taken unacknowledged on a
+        channel of its own. What is left in the list at the end goes back to the tail of
+        the queue as a copy, confirmed before the original is acknowledged: a quorum
+        queue requeues asynchronously, so a listing right after another missed what the
+        first had just given back (seen on 3.10). A copy twice (a crash in between) is
+        listed once and replayed once: they are told apart by message id."""
+        if self._closed or self._setup is None:
+            raise Unavailable("message broker unavailable")
+        taken: list[AbstractIncomingMessage] = []
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await self._ready.wait()
+            assert self._connection is not None
+            async with self._connection.channel(publisher_confirms=True) as channel:
+                queue = await channel.declare_queue(
+                    self.dead_letter_name, durable=True, arguments={"x-queue-type": "quorum"}
+                )
+                await self._take_all(channel, queue, taken)
+                yield taken
+                dead = await channel.get_exchange(self.dead_letter_name, ensure=False)
+                # Confirms pipelined: all copies in flight at once, each original
+                # acknowledged once its own copy is confirmed.
+                async with asyncio.timeout(self._publish_timeout + len(taken) / 1000):
+                    await asyncio.gather(*(_put_back(dead, incoming) for incoming in taken))
+        except _PUBLISH_ERRORS as exc:
+            raise Unavailable("message broker unavailable") from exc
+
+    async def _take_all(
+        self, channel: AbstractChannel, queue: AbstractQueue, taken: list[AbstractIncomingMessage]
+    ) -> None:
+        """Take, unacknowledged, what is ready in ``queue`` now (not what comes later).
+
+        A consumer whose prefetch is that count: RabbitMQ pushes them all at once (a
+        basic.get each was a round trip each, 3.4 s for 1,000 here), and none beyond.
+        """
+        count = min(queue.declaration_result.message_count or 0, DEAD_LETTERS_IN_HAND)
+        if not count:
+            return
+        all_in = asyncio.Event()
+
+        async def arrive(incoming: AbstractIncomingMessage) -> None:
+            taken.append(incoming)
+            if len(taken) >= count:
+                all_in.set()
+
+        await channel.set_qos(prefetch_count=count)
+        tag = await queue.consume(arrive)
+        try:
+            # Fewer come if another reader took some meanwhile: go on with those.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._publish_timeout + count / 1000):
+                    await all_in.wait()
+        finally:
+            await queue.cancel(tag)
 
     async def consume(self, handler: MessageBatchHandler) -> None:
         """Run until ``close()``, consuming the partitions the worker group assigns to this
@@ -361,10 +465,13 @@ class RabbitMQBroker(MessageBroker):
             for incoming in taken:
                 if not _channel_open(incoming):
                     continue  # delivered on a channel lost since: it will come again
+                if incoming.redelivered or _delivery_count(incoming):
+                    REDELIVERED.inc()
                 try:
                     batch.append((incoming, decode(incoming.body)))
                 except Exception:  # no attempt could ever succeed
                     log.error("undecodable message %s dead-lettered", incoming.message_id)
+                    DEAD_LETTERED.inc()
                     await _settle(incoming.reject(requeue=False))
             if not batch:
                 continue
@@ -375,6 +482,7 @@ class RabbitMQBroker(MessageBroker):
                 max_attempts=self._max_attempts,
                 retry_backoff=self._retry_backoff,
                 stopping=partition.stop,
+                partition=partition.index,
             )
             if all(outcome is Outcome.HANDLED for outcome in outcomes):
                 await _settle(batch[-1][0].ack(multiple=True))  # the whole batch at once
@@ -518,6 +626,7 @@ def _show_held(lost: set[int], held: set[int]) -> None:
     for index in lost - held:
         with contextlib.suppress(KeyError):
             PARTITION_HELD.remove(str(index))
+        forget_partition(index)
     for index in held:
         PARTITION_HELD.labels(str(index)).set(1)
     PARTITIONS_HELD.set(len(held))
@@ -529,6 +638,56 @@ def _channel_open(incoming: AbstractIncomingMessage) -> bool:
     except ChannelInvalidStateError:
         return False
     return True
+
+
+_DEATH_REASONS = {
+    "rejected": "failed every attempt in a worker (or unreadable)",
+    "delivery_limit": "delivered too many times (its worker stopped each time)",
+}
+
+
+def _dead_letter(incoming: AbstractIncomingMessage) -> DeadLetter:
+    """What the dead-letter queue tells of a message. Its ``x-death`` header says why and
+    when; the failed attempts are not carried (the quorum queue counts deliveries afresh)."""
+    deaths = incoming.headers.get("x-death")
+    death: dict[str, Any] = {}
+    if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        death = deaths[0]
+    when = death.get("time")
+    reason = str(death.get("reason", "unknown"))
+    try:
+        message: Message | None = decode(incoming.body)
+    except Exception:
+        message = None
+    return DeadLetter(
+        message_id=message.id if message else str(incoming.message_id),
+        message=message,
+        reason=_DEATH_REASONS.get(reason, reason),
+        dead_lettered_at=when if isinstance(when, datetime) else None,
+        attempts=None,
+    )
+
+
+async def _put_back(dead: AbstractExchange, incoming: AbstractIncomingMessage) -> None:
+    await dead.publish(_copy(incoming), routing_key="", mandatory=True)
+    await incoming.ack()
+
+
+def _copy(incoming: AbstractIncomingMessage) -> aio_pika.Message:
+    """A dead letter as it was: body, id and headers (``x-death`` says why and when)."""
+    return aio_pika.Message(
+        incoming.body,
+        headers=incoming.headers,
+        message_id=incoming.message_id,
+        content_type=incoming.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+    )
+
+
+def _set_aside_order(dead: DeadLetter) -> tuple[datetime, datetime, str]:
+    earliest = datetime.min.replace(tzinfo=UTC)
+    created = dead.message.created_at if dead.message else earliest
+    return (dead.dead_lettered_at or earliest, created, dead.message_id)
 
 
 def _delivery_count(incoming: AbstractIncomingMessage) -> int:

@@ -48,9 +48,9 @@ from chat_domain.ports.storage import (
 )
 from chat_domain.ports.system import Clock
 
-
 # The largest seq the messages.seq column (INTEGER) holds, on every SQL database.
 SEQ_COLUMN_MAX = 2**31 - 1
+
 
 class Executor(Protocol):
     """What a repository needs from its unit of work: statements in its transaction."""
