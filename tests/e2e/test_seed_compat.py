@@ -1,0 +1,148 @@
+"""The seed's clients, unchanged, on a real `chat serve` with ``CHAT_SEED_COMPAT=open``:
+the official socket.io JavaScript client speaks the seed's API (JSON-string payloads
+included), and shares rooms with our own python-socketio clients in both directions."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+import socketio
+
+from tests.e2e.conftest import embedded_server
+from tests.support.clients import Account, Api, Socket
+from tests.support.processes import ChatProcess
+from tests.support.seed_client import SeedClient, install_seed_client
+
+OpenSocket = Callable[[Account], Awaitable[Socket]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    install_seed_client()
+    yield from embedded_server(tmp_path_factory, {"CHAT_SEED_COMPAT": "open"})
+
+
+@pytest.fixture
+async def seed_clients() -> AsyncIterator[Callable[[], Awaitable[SeedClient]]]:
+    started: list[SeedClient] = []
+
+    async def start() -> SeedClient:
+        client = await SeedClient.start()
+        started.append(client)
+        return client
+
+    yield start
+    for client in started:
+        await client.close()
+
+
+async def seed_token(client: SeedClient, url: str, room: str, client_id: str) -> str:
+    status, text = await client.http(
+        "POST", f"{url}/chat-rooms/{room}/chat-token", {"clientId": client_id}
+    )
+    assert status == 200, text
+    token: str = json.loads(text)["token"]
+    return token
+
+
+async def test_a_seed_client_speaks_the_seed_api(
+    server: ChatProcess, seed_clients: Callable[[], Awaitable[SeedClient]]
+) -> None:
+    url = server.url
+    seed = await seed_clients()
+    token = await seed_token(seed, url, "lobby-1", "client-a")
+    await seed.connect(url)
+
+    await seed.emit("ping", "hello")
+    assert await seed.wait_event("ping") == "pong hello"
+
+    await seed.emit("joinroom", json.dumps({"token": token}))  # a JSON string, as the seed's
+    joined = json.loads(await seed.wait_event("roomjoin"))
+    assert joined == {"clientId": "client-a", "room": {"roomId": "lobby-1"}}
+
+    status, text = await seed.http(
+        "POST", f"{url}/chat-messages", {"content": "hello seed", "token": token}
+    )
+    assert (status, text) == (200, "")
+    chat = json.loads(await seed.wait_event("chat"))
+    assert chat["content"] == "hello seed"
+    assert chat["clientId"] == "client-a" and chat["room"] == {"roomId": "lobby-1"}
+    assert isinstance(chat["timestamp"], int) and chat["timestamp"] > 1_700_000_000_000
+
+    status, text = await seed.http(
+        "POST", f"{url}/chat-messages", {"content": "x", "token": token + "x"}
+    )
+    assert status == 400 and "invalid session token" in text
+
+    status, text = await seed.http("GET", f"{url}/chat-rooms/lobby-1/clients")
+    assert (status, json.loads(text)) == (200, ["client-a"])
+
+    await seed.emit("leaveroom", json.dumps({"token": token}))
+    left = json.loads(await seed.wait_event("roomleave"))
+    assert left == {"clientId": "client-a", "room": {"roomId": "lobby-1"}}
+    status, text = await seed.http(
+        "POST", f"{url}/chat-messages", {"content": "gone", "token": token}
+    )
+    assert status == 400 and "invalid session token" in text
+    status, text = await seed.http("GET", f"{url}/chat-rooms/lobby-1/clients")
+    assert json.loads(text) == []
+    # Of our events, a seed socket got none: only the seed's.
+    assert {x["event"] for x in seed.lines if x["op"] == "event"} == {
+        "ping",
+        "roomjoin",
+        "chat",
+        "roomleave",
+    }
+
+
+async def test_seed_and_our_clients_share_a_room_both_ways(
+    server: ChatProcess,
+    api: Api,
+    open_socket: OpenSocket,
+    seed_clients: Callable[[], Awaitable[SeedClient]],
+) -> None:
+    url = server.url
+    alice = await api.signup()
+    r = await api.http.post("/api/v1/seed-rooms/mixed-1/join", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    room_id = r.json()["room"]["id"]
+    ours = await open_socket(alice)
+
+    seed = await seed_clients()
+    token = await seed_token(seed, url, "mixed-1", "client-b")
+    await seed.connect(url)
+    await seed.emit("joinroom", json.dumps({"token": token}))
+    await seed.wait_event("roomjoin")
+
+    # Seed -> ours: our send path (stored with a seq), heard as message:new.
+    status, _ = await seed.http(
+        "POST", f"{url}/chat-messages", {"content": "from the seed", "token": token}
+    )
+    assert status == 200
+    [new] = await ours.wait_for("message:new", lambda m: m["body"] == "from the seed")
+    assert new["room_id"] == room_id and new["seq"] == 1
+    assert [m["body"] for m in await api.all_messages(alice, room_id)] == ["from the seed"]
+
+    # Ours -> seed: heard as the seed's chat, the sender named by username.
+    sent = await api.send(alice, room_id, "from our side")
+    assert sent.status_code == 202
+    chat = json.loads(
+        await seed.wait_event("chat", lambda d: json.loads(d)["content"] == "from our side")
+    )
+    assert chat["clientId"] == alice.username and chat["room"] == {"roomId": "mixed-1"}
+    # Our client never hears the seed's own events.
+    assert "roomjoin" not in ours.events and "chat" not in ours.events
+
+
+async def test_a_seed_socket_may_use_none_of_our_events(
+    server: ChatProcess, seed_clients: Callable[[], Awaitable[SeedClient]]
+) -> None:
+    anonymous = Socket(server.url, None)
+    await anonymous.connect()  # accepted as a seed socket: no access token
+    try:
+        with pytest.raises(socketio.exceptions.TimeoutError):  # not handled: no ack comes
+            await anonymous.call("message:send", {"room_id": "x", "body": "hi"}, timeout=1.0)
+    finally:
+        await anonymous.disconnect()
