@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import socketio
 
 from tests.e2e.conftest import embedded_server
 from tests.support.clients import Account, Api, Socket
+from tests.support.cluster import Cluster, cluster
 from tests.support.processes import ChatProcess
 from tests.support.seed_client import SeedClient, install_seed_client
+from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 
 OpenSocket = Callable[[Account], Awaitable[Socket]]
 
@@ -146,3 +149,51 @@ async def test_a_seed_socket_may_use_none_of_our_events(
             await anonymous.call("message:send", {"room_id": "x", "body": "hi"}, timeout=1.0)
     finally:
         await anonymous.disconnect()
+
+
+@pytest.fixture(scope="module")
+def seed_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    for service in (POSTGRES, RABBITMQ, REDIS):
+        require(service)
+    install_seed_client()
+    workdir = Path(tmp_path_factory.mktemp("seed-cluster"))
+    with cluster(workdir, servers=2, workers=1, overrides={"CHAT_SEED_COMPAT": "open"}) as c:
+        yield c
+
+
+@pytest.mark.slow
+async def test_a_seed_client_and_ours_on_two_nodes_of_a_cluster(
+    seed_cluster: Cluster, seed_clients: Callable[[], Awaitable[SeedClient]]
+) -> None:
+    """Through the Redis manager and RabbitMQ: the seed socket on node A, ours on node B."""
+    node_a, node_b = seed_cluster.servers[0].url, seed_cluster.servers[1].url
+    api = Api(node_b)
+    try:
+        alice = await api.signup()
+        r = await api.http.post("/api/v1/seed-rooms/cluster-1/join", headers=alice.headers)
+        room_id = r.json()["room"]["id"]
+        ours = await Socket(node_b, alice.token).connect()
+        seed = await seed_clients()
+        token = await seed_token(seed, node_a, "cluster-1", "client-c")
+        await seed.connect(node_a)
+        await seed.emit("joinroom", json.dumps({"token": token}))
+        await seed.wait_event("roomjoin")
+
+        status, _ = await seed.http(
+            "POST", f"{node_a}/chat-messages", {"content": "seed on A", "token": token}
+        )
+        assert status == 200
+        [new] = await ours.wait_for("message:new", lambda m: m["body"] == "seed on A")
+        assert new["room_id"] == room_id and new["seq"] == 1
+        assert (await api.send(alice, room_id, "ours on B")).status_code == 202
+        chat = json.loads(
+            await seed.wait_event("chat", lambda d: json.loads(d)["content"] == "ours on B")
+        )
+        assert chat["clientId"] == alice.username
+
+        await seed.emit("leaveroom", json.dumps({"token": token}))
+        left = json.loads(await seed.wait_event("roomleave"))
+        assert left == {"clientId": "client-c", "room": {"roomId": "cluster-1"}}
+        await ours.disconnect()
+    finally:
+        await api.close()

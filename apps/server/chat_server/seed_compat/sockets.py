@@ -171,10 +171,14 @@ class SeedCompatNamespace(ChatNamespace):
 
     async def _leave(self, socket: SeedSocket, data: Any) -> Ack:
         grant = await self.seed.open_session(token_of(data))
-        await self.seed.presence.left(grant)
         socket.rooms.pop(grant.room_id, None)
         if not socket.holds_user(grant.user_id):
             await self.leave_room(socket.sid, user_room(grant.user_id))
+        # The leaver is told here, the room's other seed sockets through the notifier:
+        # through a Redis manager the leaver's copy would arrive after it left the room.
+        told = {"clientId": grant.client_id, "room": {"roomId": grant.seed_room_id}}
+        await self.emit(ROOMLEAVE, seed_json(told), to=socket.sid)
+        await self.seed.presence.left(grant)
         return ok()
 
     # --- what a seed socket receives -------------------------------------------------------
@@ -214,8 +218,9 @@ class SeedCompatNamespace(ChatNamespace):
         )
 
     async def _seed_form(self, socket: SeedSocket, event: str, payload: Any) -> SeedEvent | None:
-        if event == PING:
-            return SeedEvent(PING, payload)  # the answer to ping, emitted to this socket
+        if event in (PING, ROOMLEAVE) and isinstance(payload, str):
+            # Emitted in the seed's form to this one socket: the ping answer, _leave's.
+            return SeedEvent(event, payload)
         if not isinstance(payload, dict):
             return None
         grant = socket.rooms.get(payload.get("room_id", ""))

@@ -265,7 +265,7 @@ class SeedRoomPresence:
         await self._tell(grant, SEED_ROOMJOIN)
 
     async def left(self, grant: SeedGrant) -> None:
-        await self._tell(grant, SEED_ROOMLEAVE)  # the leaver hears it too, as in the seed
+        await self._tell(grant, SEED_ROOMLEAVE)  # its other sockets hear it too
         async with self._uow() as uow:
             if await uow.rooms.get_membership(grant.room_id, grant.user_id) is not None:
                 await uow.rooms.remove_member(grant.room_id, grant.user_id)
