@@ -4,6 +4,7 @@ included), and shares rooms with our own python-socketio clients in both directi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,12 +20,15 @@ from tests.support.seed_client import SeedClient, install_seed_client
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 
 OpenSocket = Callable[[Account], Awaitable[Socket]]
+# How long a seed socket may take to join a room (CHAT_SOCKET_PENDING_SECONDS).
+JOIN_SECONDS = 3
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
     install_seed_client()
-    yield from embedded_server(tmp_path_factory, {"CHAT_SEED_COMPAT": "open"})
+    env = {"CHAT_SEED_COMPAT": "open", "CHAT_SOCKET_PENDING_SECONDS": str(JOIN_SECONDS)}
+    yield from embedded_server(tmp_path_factory, env)
 
 
 @pytest.fixture
@@ -149,6 +153,15 @@ async def test_a_seed_socket_may_use_none_of_our_events(
             await anonymous.call("message:send", {"room_id": "x", "body": "hi"}, timeout=1.0)
     finally:
         await anonymous.disconnect()
+
+
+async def test_a_seed_socket_that_joins_no_room_in_time_is_disconnected(
+    server: ChatProcess,
+) -> None:
+    idle = Socket(server.url, None)
+    await idle.connect()
+    await asyncio.wait_for(idle.client.wait(), JOIN_SECONDS + 10)  # returns once disconnected
+    assert not idle.client.connected
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,10 @@ is translated, at the one place engine.io sends a packet (``eio.send_packet``):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -64,6 +66,7 @@ class SeedSocket:
 
     sid: str
     rooms: dict[str, SeedGrant] = field(default_factory=dict)
+    join_deadline: asyncio.TimerHandle | None = None
 
     def holds_user(self, user_id: str) -> bool:
         return any(g.user_id == user_id for g in self.rooms.values())
@@ -74,6 +77,9 @@ class SeedUseCases:
     open_session: OpenSeedSession
     presence: SeedRoomPresence
     sender_names: NameSeedSenders
+    # A seed socket that joins no room within this many seconds is disconnected: it
+    # skipped our login, so the bound on sessions not logged in must not end at connect.
+    join_seconds: float
 
     @classmethod
     def of(cls, container: Container) -> SeedUseCases:
@@ -81,6 +87,7 @@ class SeedUseCases:
             open_session=container.open_seed_session(),
             presence=container.seed_room_presence(),
             sender_names=container.name_seed_senders(),
+            join_seconds=container.settings().socket_pending_seconds,
         )
 
 
@@ -113,6 +120,7 @@ class SeedCompatNamespace(ChatNamespace):
         self.seed = seed
         self._seed_sockets: dict[str, SeedSocket] = {}  # by engine.io sid
         self._seed_sids: dict[str, str] = {}  # socket.io sid -> engine.io sid
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # --- dispatch -----------------------------------------------------------------------
     async def trigger_event(self, event: str, *args: Any) -> Any:
@@ -129,8 +137,22 @@ class SeedCompatNamespace(ChatNamespace):
             return
         # No access token: a seed client (it knows none). It can do nothing until joinroom.
         eio_sid: str = self.server.manager.eio_sid_from_sid(sid, NAMESPACE)
-        self._seed_sockets[eio_sid] = SeedSocket(sid)
+        socket = SeedSocket(sid)
+        self._seed_sockets[eio_sid] = socket
         self._seed_sids[sid] = eio_sid
+        socket.join_deadline = asyncio.get_running_loop().call_later(
+            self.seed.join_seconds, lambda: self._spawn(self._expire(socket))
+        )
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire(self, socket: SeedSocket) -> None:
+        if not socket.rooms and self._seed_sids.get(socket.sid) is not None:
+            log.info("seed socket %s joined no room in time: disconnected", socket.sid)
+            await self.disconnect(socket.sid)
 
     def _seed_socket(self, sid: str) -> SeedSocket | None:
         eio_sid = self._seed_sids.get(sid)
@@ -139,6 +161,8 @@ class SeedCompatNamespace(ChatNamespace):
     async def _seed_event(self, event: str, socket: SeedSocket, args: list[Any]) -> Any:
         if event == "disconnect":
             self._seed_sockets.pop(self._seed_sids.pop(socket.sid, ""), None)
+            if socket.join_deadline is not None:
+                socket.join_deadline.cancel()
             return None
         if event not in self.SEED_EVENTS:
             return self.server.not_handled  # none of our events for a seed socket
