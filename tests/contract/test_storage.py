@@ -39,12 +39,14 @@ from chat_adapters.sql.migrate import migrate
 from chat_adapters.sql.tables import metadata
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_domain.entities import (
+    ApiKey,
     Block,
     Membership,
     Message,
     Role,
     Room,
     RoomKind,
+    Scope,
     User,
     normalise_body,
     normalise_display_name,
@@ -132,7 +134,9 @@ async def _sql_engine(kind: str, request: pytest.FixtureRequest, tmp_path: Path)
     engine = create_engine(request.getfixturevalue("postgres_url"))
     async with engine.begin() as conn:
         await conn.execute(
-            text("TRUNCATE user_blocks, room_removals, messages, memberships, rooms, users")
+            text(
+                "TRUNCATE api_keys, user_blocks, room_removals, messages, memberships, rooms, users"
+            )
         )
     return engine
 
@@ -686,6 +690,10 @@ async def test_page_cursors_and_has_more(storage: UnitOfWorkFactory) -> None:
     assert await page(before_seq=3) == ([1, 2], False)
     assert await page(before_seq=1) == ([], False)
     assert await page(before_seq=100, limit=1) == ([7], True)
+    # Cursors as large as the domain allows (2**53-1), beyond a 32-bit column: same answers.
+    assert await page(after_seq=2**53 - 1) == ([], False)
+    assert await page(before_seq=2**53 - 1, limit=2) == ([6, 7], True)
+    assert await page(after_seq=2, before_seq=2**40) == ([3, 4, 5], True)
 
     async with storage() as uow:
         empty = make_room("empty")
@@ -1454,3 +1462,86 @@ async def test_allocate_seqs_of_several_rooms_in_one_go(storage: UnitOfWorkFacto
             first.id: 6,
             third.id: 1,
         }
+
+
+# --- API keys -----------------------------------------------------------------------------
+
+
+def make_api_key(name: str = "app", at: datetime = T0) -> ApiKey:
+    scopes = frozenset({Scope.ROOMS_WRITE, Scope.MESSAGES_READ})
+    return ApiKey(new_id(), name, scopes, secrets.token_hex(32), at)
+
+
+async def test_api_key_add_and_find_by_hash(storage: UnitOfWorkFactory) -> None:
+    key = make_api_key()
+    async with storage() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    async with storage.reading() as uow:
+        found = await uow.api_keys.get_by_hash(key.key_hash)
+        missing = await uow.api_keys.get_by_hash(secrets.token_hex(32))
+    assert found == key and found.created_at.tzinfo is not None
+    assert found.scopes == frozenset({Scope.ROOMS_WRITE, Scope.MESSAGES_READ})
+    assert missing is None
+
+
+async def test_api_key_with_a_taken_hash_or_id_is_a_conflict(storage: UnitOfWorkFactory) -> None:
+    key = make_api_key()
+    async with storage() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    for clash in (
+        replace(make_api_key(), key_hash=key.key_hash),
+        replace(make_api_key(), id=key.id),
+    ):
+        async with storage() as uow:
+            with pytest.raises(Conflict):
+                await uow.api_keys.add(clash)
+    async with storage.reading() as uow:
+        assert await uow.api_keys.list_all() == [key]
+
+
+async def test_api_keys_are_listed_oldest_first_revoked_included(
+    storage: UnitOfWorkFactory,
+) -> None:
+    newer, older = make_api_key("newer", T0 + timedelta(hours=1)), make_api_key("older")
+    async with storage() as uow:
+        await uow.api_keys.add(newer)
+        await uow.api_keys.add(older)
+        await uow.commit()
+    async with storage() as uow:
+        await uow.api_keys.revoke(older.id, T0 + timedelta(hours=2))
+        await uow.commit()
+    async with storage.reading() as uow:
+        listed = await uow.api_keys.list_all()
+    assert [k.name for k in listed] == ["older", "newer"]
+    assert listed[0].revoked_at == T0 + timedelta(hours=2) and listed[1].revoked_at is None
+
+
+async def test_revoking_keeps_the_first_time_and_an_unknown_key_is_none(
+    storage: UnitOfWorkFactory,
+) -> None:
+    key = make_api_key()
+    async with storage() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    first, later = T0 + timedelta(minutes=1), T0 + timedelta(minutes=5)
+    async with storage() as uow:
+        revoked = some(await uow.api_keys.revoke(key.id, first))
+        again = some(await uow.api_keys.revoke(key.id, later))
+        unknown = await uow.api_keys.revoke(new_id(), first)
+        await uow.commit()
+    assert revoked.revoked_at == first and again.revoked_at == first and unknown is None
+    async with storage.reading() as uow:
+        assert some(await uow.api_keys.get_by_hash(key.key_hash)).revoked_at == first
+
+
+async def test_a_revocation_rolled_back_leaves_the_key_valid(storage: UnitOfWorkFactory) -> None:
+    key = make_api_key()
+    async with storage() as uow:
+        await uow.api_keys.add(key)
+        await uow.commit()
+    async with storage() as uow:
+        await uow.api_keys.revoke(key.id, T0)
+    async with storage.reading() as uow:
+        assert some(await uow.api_keys.get_by_hash(key.key_hash)).revoked_at is None

@@ -77,6 +77,14 @@ BAD_SETTINGS = [
         {"CHAT_EMBEDDED_WORKER": "false"},
         "CHAT_EMBEDDED_WORKER=false needs CHAT_BROKER=rabbitmq",
     ),
+    (
+        {"CHAT_AUTH_MODE": "app"},
+        "CHAT_AUTH_MODE=app needs exactly one of CHAT_APP_TOKEN_SECRET, CHAT_APP_JWKS_URL",
+    ),
+    (
+        {"CHAT_APP_JWKS_URL": "ftp://keys"},
+        "CHAT_APP_JWKS_URL=ftp://keys: scheme ftp:// is not supported",
+    ),
 ]
 
 

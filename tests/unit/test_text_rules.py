@@ -19,8 +19,15 @@ from chat_domain.entities import (
 from chat_domain.errors import InvalidInput, NotFound, Unauthorized
 from chat_domain.text import is_id, lookalike_key, message_body
 from chat_domain.usecases.auth import LogIn, RegisterUser, SearchUsers
+from chat_domain.usecases.blocks import BlockUser, UnblockUser
 from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage
-from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, OpenDirectRoom, RemoveMember
+from chat_domain.usecases.rooms import (
+    AddMember,
+    CreateGroupRoom,
+    OpenDirectRoom,
+    RemoveMember,
+    TransferOwnership,
+)
 from tests.support.text_corpus import (
     ACCEPTED_BODIES,
     ACCEPTED_NAMES,
@@ -116,6 +123,9 @@ async def test_ids_that_cannot_exist_are_not_found_before_any_port(bad_id: str) 
     assert not is_id(bad_id)
     with pytest.raises(NotFound):
         await SendMessage(NO_PORT, NO_PORT, NO_PORT, NO_PORT)("u", bad_id, "hi")
+    with pytest.raises(NotFound):
+        await BlockUser(NO_PORT, NO_PORT, NO_PORT)("u", bad_id)
+    await UnblockUser(NO_PORT, NO_PORT, NO_PORT)("u", bad_id)  # blocks nobody, asks nobody
 
 
 async def test_ids_that_cannot_exist_are_not_found_or_unknown_in_every_use_case(
@@ -141,6 +151,8 @@ async def test_ids_that_cannot_exist_are_not_found_or_unknown_in_every_use_case(
         )
     with pytest.raises(InvalidInput, match="member_ids"):
         await OpenDirectRoom(world.storage, world.notifier, world.clock, world.ids)(alice.id, [bad])
+    with pytest.raises(NotFound, match="member"):
+        await TransferOwnership(world.storage, world.notifier)(alice.id, room.id, bad)
     assert message.seq == 1  # and the room is as it was
 
 

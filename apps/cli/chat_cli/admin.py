@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from chat_bootstrap.container import Container, build_container
 from chat_bootstrap.settings import Settings, variable
-from chat_domain.entities import User
+from chat_domain.entities import ApiKey, User
 from chat_domain.errors import DomainError
 from chat_domain.ports.storage import RoomListing
 
@@ -53,7 +53,7 @@ def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
             text = str(value).lower()
         elif isinstance(value, list):
             text = ",".join(value)
-        elif name.endswith("_url"):
+        elif name.endswith("_url") and value is not None:
             text = masked_url(str(value))
         else:
             text = "" if value is None else str(value)
@@ -148,6 +148,27 @@ async def prune_messages(settings: Settings, older_than_days: int) -> int:
         return await container.prune_messages()(older_than_days)
 
     return await _with_database(settings, prune)
+
+
+async def create_api_key(settings: Settings, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+    async def create(container: Container) -> tuple[ApiKey, str]:
+        return await container.create_api_key()(name, scopes)
+
+    return await _with_database(settings, create)
+
+
+async def list_api_keys(settings: Settings) -> list[ApiKey]:
+    async def listing(container: Container) -> list[ApiKey]:
+        return await container.list_api_keys()()
+
+    return await _with_database(settings, listing)
+
+
+async def revoke_api_key(settings: Settings, key_id: str) -> ApiKey:
+    async def revoke(container: Container) -> ApiKey:
+        return await container.revoke_api_key()(key_id)
+
+    return await _with_database(settings, revoke)
 
 
 async def migrate_database(settings: Settings) -> None:

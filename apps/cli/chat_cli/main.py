@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from chat_bootstrap.settings import Settings
 from chat_bootstrap.settings_errors import ConfigurationError, load_settings
 from chat_cli import admin
+from chat_domain.entities import Scope
 
 T = TypeVar("T")
 EXIT_FAILURE, EXIT_USAGE = 1, 2
@@ -157,6 +158,32 @@ def _rooms_list(args: argparse.Namespace) -> None:
     for listed in rooms:
         room = listed.room
         print(f"{room.id}\t{room.kind.value}\t{listed.member_count}\t{room.last_seq}\t{room.name}")
+
+
+def _keys_create(args: argparse.Namespace) -> None:
+    settings = _settings()
+    key, secret = _admin_result(
+        settings, admin.create_api_key(settings, args.name, args.scope), "keys create"
+    )
+    scopes = " ".join(sorted(s.value for s in key.scopes))
+    print(f"created API key {key.id} ({scopes}); the key, shown only now:", file=sys.stderr)
+    print(secret)
+
+
+def _keys_list(args: argparse.Namespace) -> None:
+    settings = _settings()
+    keys = _admin_result(settings, admin.list_api_keys(settings), "keys list")
+    print("id\tscopes\tcreated_at\trevoked_at\tname")
+    for key in keys:
+        scopes = ",".join(sorted(s.value for s in key.scopes))
+        revoked = key.revoked_at.isoformat() if key.revoked_at else "-"
+        print(f"{key.id}\t{scopes}\t{key.created_at.isoformat()}\t{revoked}\t{key.name}")
+
+
+def _keys_revoke(args: argparse.Namespace) -> None:
+    settings = _settings()
+    key = _admin_result(settings, admin.revoke_api_key(settings, args.id), "keys revoke")
+    print(f"revoked API key {key.id} ({key.name})")
 
 
 def _prune(args: argparse.Namespace) -> None:
@@ -312,6 +339,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("--limit", type=int, default=100, help="rooms to list at most (100)")
     listing.set_defaults(run=_rooms_list)
+
+    keys = commands.add_parser(
+        "keys",
+        help="administer the server API's keys",
+        description="Create, list and revoke the API keys of the server API "
+        "(docs/app-integration.md).",
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    key_create = key_commands.add_parser(
+        "create",
+        help="create a key; it is printed once, on stdout",
+        description="Create an API key with the scopes named; only its hash is stored, so "
+        "the key is printed now and never again. " + READS_STORAGE,
+    )
+    key_create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        choices=[s.value for s in Scope],
+        help="a scope the key holds (repeat for more)",
+    )
+    key_create.add_argument("--name", default="app", help="what the key is for (app)")
+    key_create.set_defaults(run=_keys_create)
+    key_list = key_commands.add_parser(
+        "list",
+        help="list the keys (never the keys themselves)",
+        description="List every key, revoked ones too, oldest first. " + READS_STORAGE,
+    )
+    key_list.set_defaults(run=_keys_list)
+    key_revoke = key_commands.add_parser(
+        "revoke",
+        help="revoke a key: refused at once on every node",
+        description="Revoke the key with this id; every server checks keys in the database "
+        "on each call, so it is refused from the next call on. " + READS_STORAGE,
+    )
+    key_revoke.add_argument("id", help="the key's id (see `chat keys list`)")
+    key_revoke.set_defaults(run=_keys_revoke)
     return parser
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from quart import Blueprint, Response, send_from_directory
-from quart_schema import HttpSecurityScheme, OpenAPIProvider, Tag
+from quart_schema import APIKeySecurityScheme, HttpSecurityScheme, OpenAPIProvider, Tag
 from quart_schema.openapi import SecuritySchemeBase
 from werkzeug.routing import Rule
 
@@ -27,7 +27,10 @@ from chat_server.web import STATIC_DIR
 
 BEARER = "bearerAuth"
 SECURITY_SCHEMES: dict[str, SecuritySchemeBase | dict[Any, Any]] = {
-    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT")
+    BEARER: HttpSecurityScheme(scheme="bearer", bearer_format="JWT"),
+    # The server API's keys (chat_server.api.server), either way.
+    "apiKeyBearer": HttpSecurityScheme(scheme="bearer", bearer_format="API key"),
+    "apiKeyHeader": APIKeySecurityScheme(name="X-API-Key", in_="header"),
 }
 
 # Tag of each blueprint (by its registered, dotted name), and the tags' descriptions.
@@ -36,6 +39,7 @@ TAG_OF_BLUEPRINT = {
     "api.users": "users",
     "api.rooms": "rooms",
     "api.messages": "messages",
+    "api.server": "server",
     "ops": "operations",
     "docs": "operations",
     "web": "web client",
@@ -47,6 +51,11 @@ TAGS: list[Tag | dict[Any, Any]] = [
     Tag(name="users", description="The caller, the user directory, and the caller's blocks"),
     Tag(name="rooms", description="Rooms, members, read markers and receipts"),
     Tag(name="messages", description="Send (202: accepted by the broker), page, edit, delete"),
+    Tag(
+        name="server",
+        description="The app's backend, with an API key: users, rooms, members, messages "
+        "(docs/app-integration.md)",
+    ),
     Tag(name="operations", description="Liveness, readiness, metrics, this document"),
     Tag(name="web client", description="The browser chat client"),
     Tag(
@@ -78,6 +87,11 @@ SUCCESS: dict[str, dict[int, Answer]] = {
     "api.messages.history": {200: answers.MessagesPage},
     "api.messages.edit": {200: answers.MessageAnswer},
     "api.messages.delete": {204: None},
+    "api.server.upsert_user": {201: answers.UserAnswer, 200: answers.UserAnswer},
+    "api.server.create_room": {201: answers.RoomAnswer},
+    "api.server.set_members": {200: answers.RoomAnswer},
+    "api.server.post_message": {202: answers.MessageAnswer},
+    "api.server.history": {200: answers.MessagesPage},
     "ops.healthz": {200: answers.HealthAnswer},
     "ops.readyz": {200: answers.ReadinessAnswer, 503: answers.ReadinessAnswer},
     "ops.metrics": {200: "text/plain"},
@@ -99,11 +113,18 @@ SUCCESS_NOTES = {
     ("api.users.unblock", 204): "Not blocked (any more)",
     ("api.rooms.mark_read", 204): "The read marker moved (never backwards)",
     ("api.messages.delete", 204): "The message is now a tombstone",
+    ("api.server.upsert_user", 200): "The user exists already (as stored)",
 }
 # Errors some operations answer beyond those every operation of their kind does.
 EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
-    "api.auth.register": {409: "The username is taken (case-insensitive)"},
-    "api.auth.login": {401: "Bad credentials"},
+    "api.auth.register": {
+        409: "The username is taken (case-insensitive)",
+        403: "Accounts are off: the app vouches for users (CHAT_AUTH_MODE=app)",
+    },
+    "api.auth.login": {
+        401: "Bad credentials",
+        403: "Accounts are off: the app vouches for users (CHAT_AUTH_MODE=app)",
+    },
     "api.rooms.remove_member": {
         403: "Only the owner removes others",
         409: "The owner leaves only as the last member, or after handing the room over",
@@ -124,10 +145,24 @@ EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
     "seed.chat_message": {400: "invalid session token"},
     "seed.chat_token": {401: "CHAT_SEED_COMPAT=api-key and no valid X-Api-Key header"},
     "seed.chat_clients": {401: "CHAT_SEED_COMPAT=api-key and no valid X-Api-Key header"},
+    "api.server.create_room": {403: "A named user blocks the owner"},
+    "api.server.set_members": {403: "A direct room's members are fixed"},
+    "api.server.post_message": {503: "The broker did not confirm: nothing was accepted"},
 }
+# Every server API call needs its scope.
+for _endpoint in (
+    "api.server.upsert_user",
+    "api.server.create_room",
+    "api.server.set_members",
+    "api.server.post_message",
+    "api.server.history",
+):
+    EXTRA_ERRORS.setdefault(_endpoint, {}).setdefault(
+        403, "The API key lacks the scope this call needs"
+    )
 ERROR_NOTES: dict[int | str, str] = {
     400: "Malformed JSON",
-    401: "No, invalid or expired bearer token",
+    401: "No, invalid or expired bearer token (server API: no, unknown or revoked API key)",
     404: "Not found (also a room the caller is not a member of)",
     413: "Body too large",
     422: "Well-formed JSON that fails validation",
@@ -135,7 +170,17 @@ ERROR_NOTES: dict[int | str, str] = {
     503: "A backing service (database, broker) does not answer: nothing was done",
 }
 # The operations a rate limit guards (chat_server.limits and the send use case).
-RATE_LIMITED = {"api.auth.register", "api.auth.login", "api.messages.send"}
+RATE_LIMITED = {
+    "api.auth.register",
+    "api.auth.login",
+    "api.messages.send",
+    # Per API key (CHAT_RATE_SERVER_API_*).
+    "api.server.upsert_user",
+    "api.server.create_room",
+    "api.server.set_members",
+    "api.server.post_message",
+    "api.server.history",
+}
 # Stable operation ids, named for what the call does: clients generate code from them, so
 # they must not change when a view function is renamed. tests/docs checks every route has one.
 OPERATION_IDS = {
@@ -158,6 +203,11 @@ OPERATION_IDS = {
     "api.messages.history": "listMessages",
     "api.messages.edit": "editMessage",
     "api.messages.delete": "deleteMessage",
+    "api.server.upsert_user": "serverUpsertUser",
+    "api.server.create_room": "serverCreateRoom",
+    "api.server.set_members": "serverSetRoomMembers",
+    "api.server.post_message": "serverPostMessage",
+    "api.server.history": "serverListMessages",
     "ops.healthz": "getHealth",
     "ops.readyz": "getReadiness",
     "ops.metrics": "getMetrics",

@@ -23,6 +23,7 @@ from chat_domain.entities import MESSAGE_BODY_MAX, MarkerKind
 from chat_domain.errors import DomainError, RateLimited, Unauthorized
 from chat_domain.ports.rate_limit import RateLimiter, RateRule
 from chat_domain.usecases.accounts import FindEndedSessions
+from chat_domain.usecases.app_users import AuthenticateWithApp
 from chat_domain.usecases.auth import Authenticate
 from chat_domain.usecases.messages import (
     CLIENT_MSG_ID_MAX,
@@ -79,7 +80,7 @@ def failed(code: str, message: str, details: list[Any] | None = None) -> Ack:
 class SocketUseCases:
     """What the socket events call: the use cases, and the connect limits."""
 
-    authenticate: Authenticate
+    authenticate: Authenticate | AuthenticateWithApp  # as CHAT_AUTH_MODE chose
     connect_socket: ConnectSocket
     disconnect_socket: DisconnectSocket
     send_message: SendMessage

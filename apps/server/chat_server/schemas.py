@@ -14,6 +14,7 @@ from chat_domain.entities import (
     PASSWORD_MIN,
     ROOM_NAME_MAX,
 )
+from chat_domain.usecases.app_users import SUBJECT_MAX
 from chat_domain.usecases.messages import CLIENT_MSG_ID_MAX, PAGE_LIMIT_MAX
 
 
@@ -73,3 +74,38 @@ class HistoryQuery(BaseModel):
     after_seq: int | None = Field(default=None, ge=0)
     before_seq: int | None = Field(default=None, ge=0)
     limit: int | None = Field(default=None, ge=1, le=PAGE_LIMIT_MAX)
+
+
+# --- the server API (the app's backend, with an API key) --------------------------------
+
+
+class UpsertUserBody(Body):
+    sub: str = Field(
+        min_length=1,
+        max_length=SUBJECT_MAX,
+        description="The app's own id for the user: the `sub` of the tokens it issues them.",
+    )
+    display_name: str | None = Field(default=None, max_length=DISPLAY_NAME_MAX * 2)
+
+
+class ServerCreateRoomBody(Body):
+    name: str = Field(max_length=ROOM_NAME_MAX * 2)
+    owner_id: str = Field(min_length=1, max_length=64, description="Who owns the room.")
+    member_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+
+class SetMembersBody(Body):
+    member_ids: list[str] = Field(
+        max_length=1000, description="Every member the room is to have, its owner included."
+    )
+
+
+class ServerPostBody(Body):
+    body: str = Field(max_length=MESSAGE_BODY_MAX * 2)
+    client_msg_id: str | None = Field(default=None, min_length=1, max_length=CLIENT_MSG_ID_MAX)
+    sender_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A member to post as; omitted: the system sender (any room).",
+    )

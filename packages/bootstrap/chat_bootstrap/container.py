@@ -38,7 +38,7 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
-from chat_bootstrap import lifecycles
+from chat_bootstrap import app_auth, lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.usecases.accounts import (
@@ -48,6 +48,13 @@ from chat_domain.usecases.accounts import (
     ResetPassword,
 )
 from chat_domain.usecases.administration import ListAllRooms, PruneMessages
+from chat_domain.usecases.api_keys import (
+    AuthenticateApiKey,
+    CreateApiKey,
+    ListApiKeys,
+    RevokeApiKey,
+)
+from chat_domain.usecases.app_users import AuthenticateWithApp, ProvisionAppUser
 from chat_domain.usecases.auth import Authenticate, LogIn, RegisterUser, SearchUsers
 from chat_domain.usecases.blocks import BlockUser, ListBlocks, UnblockUser
 from chat_domain.usecases.consuming import MessageConsumer
@@ -79,6 +86,12 @@ from chat_domain.usecases.seed_compat import (
     SeedDirectory,
     SeedRoomPresence,
     SendSeedMessage,
+)
+from chat_domain.usecases.server_api import (
+    CreateServerRoom,
+    PostServerMessage,
+    ReadRoomHistory,
+    SetRoomMembers,
 )
 
 socketio_logger = logging.getLogger("chat.socketio")
@@ -115,6 +128,8 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ttl_seconds=settings.provided.token_ttl_seconds,
     )
+    # The app's tokens (CHAT_AUTH_MODE app or both; None with accounts only).
+    app_tokens = providers.Singleton(app_auth.app_token_verifier, settings=settings, clock=clock)
 
     # --- storage: one SQLAlchemy adapter for SQLite and PostgreSQL --------------------
     engine = providers.Singleton(
@@ -241,6 +256,12 @@ class Container(containers.DeclarativeContainer):
         per_minute=settings.provided.rate_auth_per_address_per_minute,
         burst=settings.provided.rate_auth_per_address_burst,
     )
+    server_api_rate = providers.Singleton(
+        RateRule,
+        name="server-api",
+        per_second=settings.provided.rate_server_api_per_second,
+        burst=settings.provided.rate_server_api_burst,
+    )
     connect_rate = providers.Singleton(
         RateRule.per_minute,
         name="connect",
@@ -295,12 +316,36 @@ class Container(containers.DeclarativeContainer):
     log_in = providers.Factory(
         LogIn, uow=uow, hasher=hasher, tokens=tokens, limiter=rate_limiter, attempt_rule=login_rate
     )
-    # A singleton: it keeps a cache of the users it has resolved.
-    authenticate = providers.Singleton(
+    provision_app_user = providers.Factory(ProvisionAppUser, uow=uow, clock=clock)
+    # Singletons: they keep a cache of the users they have resolved, read again after
+    # CHAT_SESSION_RECHECK_SECONDS. Our own accounts' tokens, and (CHAT_AUTH_MODE) the
+    # app's: every REST call and socket connect asks ``authenticate``.
+    account_authenticate = providers.Singleton(
         Authenticate,
         uow=uow,
         tokens=tokens,
         recheck_seconds=settings.provided.session_recheck_seconds,
+    )
+    authenticate = providers.Selector(
+        settings.provided.auth_mode,
+        accounts=account_authenticate,
+        app=providers.Singleton(
+            AuthenticateWithApp,
+            uow=uow,
+            app_tokens=app_tokens,
+            provision=provision_app_user,
+            clock=clock,
+            recheck_seconds=settings.provided.session_recheck_seconds,
+        ),
+        both=providers.Singleton(
+            AuthenticateWithApp,
+            uow=uow,
+            app_tokens=app_tokens,
+            provision=provision_app_user,
+            clock=clock,
+            accounts=account_authenticate,
+            recheck_seconds=settings.provided.session_recheck_seconds,
+        ),
     )
     find_ended_sessions = providers.Factory(FindEndedSessions, uow=uow)
     deactivate_user = providers.Factory(DeactivateUser, uow=uow, clock=clock)
@@ -407,6 +452,28 @@ class Container(containers.DeclarativeContainer):
     expire_typing = providers.Factory(RelayTyping, uow=uow, notifier=notifier)
     list_all_rooms = providers.Factory(ListAllRooms, uow=uow)
     prune_messages = providers.Factory(PruneMessages, uow=uow, clock=clock)
+    # --- the server API (the app's backend, with API keys) ------------------------------
+    create_api_key = providers.Factory(CreateApiKey, uow=uow, clock=clock, ids=ids)
+    list_api_keys = providers.Factory(ListApiKeys, uow=uow)
+    revoke_api_key = providers.Factory(RevokeApiKey, uow=uow, clock=clock)
+    authenticate_api_key = providers.Factory(
+        AuthenticateApiKey, uow=uow, limiter=rate_limiter, rate_rule=server_api_rate
+    )
+    create_server_room = providers.Factory(
+        CreateServerRoom, uow=uow, create_group_room=create_group_room
+    )
+    set_room_members = providers.Factory(
+        SetRoomMembers,
+        uow=uow,
+        notifier=notifier,
+        clock=clock,
+        max_members=settings.provided.max_members_per_room,
+    )
+    # A singleton: it remembers that the system sender exists.
+    post_server_message = providers.Singleton(
+        PostServerMessage, uow=uow, broker=broker, clock=clock, ids=ids, send_message=send_message
+    )
+    read_room_history = providers.Factory(ReadRoomHistory, uow=uow)
     connect_socket = providers.Factory(ConnectSocket, uow=uow, presence=presence, notifier=notifier)
     disconnect_socket = providers.Factory(
         DisconnectSocket, uow=uow, presence=presence, notifier=notifier

@@ -179,6 +179,65 @@ class Settings(BaseSettings):
         "it read, and how often it rechecks its sockets).",
     )
 
+    # --- who vouches for users: our accounts, the app, or both (docs/app-integration.md)
+    auth_mode: Literal["accounts", "app", "both"] = Field(
+        "accounts",
+        description="Whose tokens are accepted: `accounts` (ours, from `/auth/login`), `app` "
+        "(the app's: its users need no account here), or `both`.",
+        json_schema_extra=_example("app"),
+    )
+    app_token_secret: SecretStr | None = Field(
+        None,
+        description="HS256 secret shared with the app (32+ characters), to check its tokens; "
+        "or set `CHAT_APP_JWKS_URL` or `CHAT_APP_JWKS_FILE` instead.",
+        json_schema_extra=_example("<48 random characters>"),
+    )
+    app_jwks_url: str | None = Field(
+        None,
+        description="URL of the app's JSON Web Key Set: its RS256/ES256 tokens are checked "
+        "against it (cached; fetched again for an unknown `kid`).",
+        json_schema_extra=_example("https://app.example.com/.well-known/jwks.json"),
+    )
+    app_jwks_file: str | None = Field(
+        None,
+        description="Path of a JSON Web Key Set file, instead of a URL (read again for an "
+        "unknown `kid`: replacing the file rotates the keys).",
+        json_schema_extra=_example("/etc/chat/app-jwks.json"),
+    )
+    app_token_issuer: str | None = Field(
+        None,
+        description="The `iss` every app token must carry (required with app tokens).",
+        json_schema_extra=_example("https://app.example.com"),
+    )
+    app_token_audience: str | None = Field(
+        None,
+        description="The `aud` every app token must carry (required with app tokens).",
+        json_schema_extra=_example("chat"),
+    )
+    app_token_leeway_seconds: int = Field(
+        30, ge=0, le=600, description="Clock skew allowed on an app token's `exp`, in seconds."
+    )
+    app_token_name_claim: str = Field(
+        "name",
+        min_length=1,
+        description="The app token's claim that carries the user's display name.",
+    )
+    app_jwks_cache_seconds: float = Field(
+        300.0, gt=0, description="Seconds the app's key set is kept before it is fetched again."
+    )
+    app_jwks_min_refresh_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Least seconds between two fetches of the key set (a token with an "
+        "unknown `kid` fetches it at once, but not more often than this).",
+    )
+    rate_server_api_per_second: float = Field(
+        100.0, ge=0, description="Server API calls per API key and second (0: off)."
+    )
+    rate_server_api_burst: int = Field(
+        200, ge=0, description="Server API calls an API key may make at once."
+    )
+
     # --- limits on what a client controls (see docs/security.md) ----------------------
     max_body_bytes: int = Field(
         64 * 1024, ge=1024, description="Largest REST request body, in bytes (413 beyond)."
@@ -336,6 +395,11 @@ class Settings(BaseSettings):
     def _redis_scheme(cls, value: str) -> str:
         return _require_scheme(value, ("redis", "rediss", "unix"))
 
+    @field_validator("app_jwks_url")
+    @classmethod
+    def _jwks_scheme(cls, value: str | None) -> str | None:
+        return None if value is None else _require_scheme(value, ("https", "http"))
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
@@ -379,6 +443,8 @@ class Settings(BaseSettings):
                     f"CHAT_SEED_COMPAT=api-key needs CHAT_SEED_TOKEN_KEY of at least "
                     f"{MIN_SEED_KEY_LENGTH} characters"
                 )
+        if self.auth_mode != "accounts":
+            self._check_app_tokens()
         if self.env == "production":
             key = self.secret_key.get_secret_value() if self.secret_key else ""
             if len(key) < MIN_PRODUCTION_KEY_LENGTH:
@@ -387,6 +453,32 @@ class Settings(BaseSettings):
                     f"{MIN_PRODUCTION_KEY_LENGTH} characters"
                 )
         return self
+
+    def _check_app_tokens(self) -> None:
+        sources = [
+            name
+            for name, value in (
+                ("CHAT_APP_TOKEN_SECRET", self.app_token_secret),
+                ("CHAT_APP_JWKS_URL", self.app_jwks_url),
+                ("CHAT_APP_JWKS_FILE", self.app_jwks_file),
+            )
+            if value
+        ]
+        if len(sources) != 1:
+            raise ValueError(
+                f"CHAT_AUTH_MODE={self.auth_mode} needs exactly one of CHAT_APP_TOKEN_SECRET, "
+                f"CHAT_APP_JWKS_URL, CHAT_APP_JWKS_FILE (set: {', '.join(sources) or 'none'})"
+            )
+        secret = self.app_token_secret.get_secret_value() if self.app_token_secret else None
+        if secret is not None and len(secret) < MIN_PRODUCTION_KEY_LENGTH:
+            raise ValueError(
+                f"CHAT_APP_TOKEN_SECRET must be at least {MIN_PRODUCTION_KEY_LENGTH} characters"
+            )
+        if not self.app_token_issuer or not self.app_token_audience:
+            raise ValueError(
+                f"CHAT_AUTH_MODE={self.auth_mode} needs CHAT_APP_TOKEN_ISSUER and "
+                "CHAT_APP_TOKEN_AUDIENCE: an app token is checked against both"
+            )
 
     @property
     def is_sqlite(self) -> bool:

@@ -179,3 +179,29 @@ class RoomSummary:
     last_message: Message | None
     unread_count: int
     last_activity_at: datetime
+
+
+class Scope(StrEnum):
+    """What an API key of the server API may do."""
+
+    USERS_WRITE = "users:write"  # create (upsert) users
+    ROOMS_WRITE = "rooms:write"  # create rooms and set their members
+    MESSAGES_WRITE = "messages:write"  # post messages as a user or as the system
+    MESSAGES_READ = "messages:read"  # read any room's history
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An operator's key for the app's backend. Only a hash of the key is kept: the key
+    itself is shown once, when it is created."""
+
+    id: str
+    name: str
+    scopes: frozenset[Scope]
+    key_hash: str = field(repr=False)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from quart import Blueprint
 
-from chat_server.api import auth, messages, rooms, users
+from chat_server.api import auth, messages, rooms, server, users
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-for module in (auth, users, rooms, messages):
+for module in (auth, users, rooms, messages, server):
     api.register_blueprint(module.blueprint)

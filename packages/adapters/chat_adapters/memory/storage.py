@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chat_domain.entities import (
+    ApiKey,
     Block,
     BlockedUser,
     Member,
@@ -26,6 +27,7 @@ from chat_domain.entities import (
 )
 from chat_domain.errors import Conflict, NotFound, Unavailable
 from chat_domain.ports.storage import (
+    ApiKeyRepository,
     BlockRepository,
     MessageRepository,
     RoomListing,
@@ -65,6 +67,7 @@ class _State:
     removals: dict[tuple[str, str], datetime] = field(default_factory=dict)
     # (blocker_id, blocked_id) -> the block, in the order made.
     blocks: dict[tuple[str, str], Block] = field(default_factory=dict)
+    api_keys: dict[str, ApiKey] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -78,6 +81,7 @@ class _State:
             dict(self.message_ids_by_seq),
             dict(self.removals),
             dict(self.blocks),
+            dict(self.api_keys),
         )
 
 
@@ -94,6 +98,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.rooms = InMemoryRoomRepository(self)
         self.messages = InMemoryMessageRepository(self)
         self.blocks = InMemoryBlockRepository(self)
+        self.api_keys = InMemoryApiKeyRepository(self)
 
     def read_state(self) -> _State:
         return self._work if self._work is not None else self._factory.state
@@ -506,3 +511,35 @@ class InMemoryMessageRepository(MessageRepository):
         else:
             chosen, has_more = seqs[-limit:] if limit else [], len(seqs) > limit
         return [state.messages[state.message_ids_by_seq[(room_id, s)]] for s in chosen], has_more
+
+
+class InMemoryApiKeyRepository(ApiKeyRepository):
+    """Keys by id; found by hash with a scan (an operator has a handful of keys)."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, key: ApiKey) -> None:
+        state = await self._uow.write_state()
+        # The SQL adapter's primary key and unique hash say the same.
+        if key.id in state.api_keys or any(
+            k.key_hash == key.key_hash for k in state.api_keys.values()
+        ):
+            raise Conflict("API key: already exists")
+        state.api_keys[key.id] = replace(key, created_at=_utc(key.created_at))
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        found = (k for k in self._uow.read_state().api_keys.values() if k.key_hash == key_hash)
+        return next(found, None)
+
+    async def list_all(self) -> list[ApiKey]:
+        return sorted(self._uow.read_state().api_keys.values(), key=lambda k: (k.created_at, k.id))
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        key = self._uow.read_state().api_keys.get(key_id)
+        if key is None:
+            return None
+        if key.revoked_at is None:
+            key = replace(key, revoked_at=_utc(at))
+            (await self._uow.write_state()).api_keys[key_id] = key
+        return key

@@ -14,6 +14,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from chat_adapters.sql.tables import (
     UTCDateTime,
+    api_keys,
     memberships,
     messages,
     room_removals,
@@ -22,6 +23,7 @@ from chat_adapters.sql.tables import (
     users,
 )
 from chat_domain.entities import (
+    ApiKey,
     Block,
     BlockedUser,
     Member,
@@ -31,10 +33,12 @@ from chat_domain.entities import (
     Room,
     RoomKind,
     RoomSummary,
+    Scope,
     User,
 )
 from chat_domain.errors import NotFound
 from chat_domain.ports.storage import (
+    ApiKeyRepository,
     BlockRepository,
     MessageRepository,
     RoomListing,
@@ -43,6 +47,9 @@ from chat_domain.ports.storage import (
     UserRepository,
 )
 from chat_domain.ports.system import Clock
+
+# The largest seq the messages.seq column (INTEGER) holds, on every SQL database.
+SEQ_COLUMN_MAX = 2**31 - 1
 
 
 class Executor(Protocol):
@@ -652,9 +659,13 @@ class SqlAlchemyMessageRepository(MessageRepository):
         self, room_id: str, *, after_seq: int | None, before_seq: int | None, limit: int
     ) -> tuple[list[Message], bool]:
         statement = select(messages).where(messages.c.room_id == room_id)
+        # The seq column is a 32-bit INTEGER on PostgreSQL, which refuses a larger parameter
+        # outright; the domain allows cursors up to 2**53-1. No stored seq can be larger than
+        # the column, so a cursor beyond it means the same as the column's largest value
+        # (after: nothing; before: everything).
         if after_seq is not None:
-            statement = statement.where(messages.c.seq > after_seq)
-        if before_seq is not None:
+            statement = statement.where(messages.c.seq > min(after_seq, SEQ_COLUMN_MAX))
+        if before_seq is not None and before_seq <= SEQ_COLUMN_MAX:
             statement = statement.where(messages.c.seq < before_seq)
         # One row more than asked tells whether more lie beyond the page.
         if after_seq is not None:
@@ -667,3 +678,46 @@ class SqlAlchemyMessageRepository(MessageRepository):
         if after_seq is None:
             found.reverse()
         return found, has_more
+
+
+def _api_key(row: Row[Any]) -> ApiKey:
+    scopes = frozenset(Scope(s) for s in row.scopes.split())
+    return ApiKey(row.id, row.name, scopes, row.key_hash, row.created_at, row.revoked_at)
+
+
+_API_KEY_BY_HASH = select(api_keys).where(api_keys.c.key_hash == bindparam("key_hash"))
+
+
+class SqlAlchemyApiKeyRepository(ApiKeyRepository):
+    """Keys by id, found by their unique hash."""
+
+    def __init__(self, db: Executor) -> None:
+        self._db = db
+
+    async def add(self, key: ApiKey) -> None:
+        statement = insert(api_keys).values(
+            id=key.id,
+            name=key.name,
+            key_hash=key.key_hash,
+            scopes=" ".join(sorted(s.value for s in key.scopes)),
+            created_at=key.created_at,
+            revoked_at=key.revoked_at,
+        )
+        await self._db.insert_or_conflict(statement, "API key: already exists")
+
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        row = (await self._db.execute(_API_KEY_BY_HASH, {"key_hash": key_hash})).first()
+        return _api_key(row) if row else None
+
+    async def list_all(self) -> list[ApiKey]:
+        statement = select(api_keys).order_by(api_keys.c.created_at, api_keys.c.id)
+        return [_api_key(row) for row in await self._db.execute(statement)]
+
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        await self._db.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        row = (await self._db.execute(select(api_keys).where(api_keys.c.id == key_id))).first()
+        return _api_key(row) if row else None

@@ -180,3 +180,17 @@ user_blocks = Table(
     # other direction.
     Index("ix_user_blocks_blocked_id", "blocked_id"),
 )
+
+# The server API's keys (chat_domain.usecases.api_keys): only a SHA-256 of each key is kept.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(ID_LENGTH), primary_key=True),
+    Column("name", String(100), nullable=False),
+    # Each call finds its key by this: unique, so indexed.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    # The scopes, space-separated ("rooms:write messages:write").
+    Column("scopes", String(255), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("revoked_at", UTCDateTime(), nullable=True),
+)

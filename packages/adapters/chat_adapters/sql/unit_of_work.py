@@ -16,6 +16,7 @@ from chat_adapters.sql import engine as engines
 from chat_adapters.sql import message_batches, send_checks
 from chat_adapters.sql.errors import connecting, translate_errors
 from chat_adapters.sql.repositories import (
+    SqlAlchemyApiKeyRepository,
     SqlAlchemyBlockRepository,
     SqlAlchemyMessageRepository,
     SqlAlchemyRoomRepository,
@@ -47,6 +48,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.rooms = SqlAlchemyRoomRepository(self, clock)
         self.messages = SqlAlchemyMessageRepository(self)
         self.blocks = SqlAlchemyBlockRepository(self)
+        self.api_keys = SqlAlchemyApiKeyRepository(self)
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:

@@ -1,4 +1,4 @@
-"""Security ports: password hashing and access tokens."""
+"""Security ports: password hashing, our access tokens, and the tokens an app issues."""
 
 from __future__ import annotations
 
@@ -67,3 +67,26 @@ class SeedTokenService(ABC):
     def read(self, token: str) -> tuple[str, str]:
         """The token's (seed room id, client id), or raise ``Unauthorized`` (bad signature,
         expired, malformed, or an access token)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppIdentity:
+    """A user the app vouches for: the app's own id for them (``sub``) and, if the token
+    names one, the name to show (not yet checked against the display-name rules)."""
+
+    subject: str
+    display_name: str | None = None
+
+
+class AppTokenVerifier(ABC):
+    """Tokens an app issues for its users, when the app vouches for who they are.
+
+    An adapter checks the signature with only the algorithms it was configured for (never
+    ``none``, never another family than its keys'), and the issuer, audience and expiry.
+    """
+
+    @abstractmethod
+    async def verify(self, token: str) -> AppIdentity:
+        """The identity the token carries, or raise ``Unauthorized`` (bad signature, unknown
+        key, wrong issuer or audience, expired, malformed), or ``Unavailable`` if the keys
+        to check it with cannot be had."""

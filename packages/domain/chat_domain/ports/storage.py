@@ -9,6 +9,7 @@ from datetime import datetime
 from types import TracebackType
 
 from chat_domain.entities import (
+    ApiKey,
     Block,
     BlockedUser,
     Member,
@@ -231,6 +232,27 @@ class MessageRepository(ABC):
         """
 
 
+class ApiKeyRepository(ABC):
+    """The server API's keys, found by the hash of the key (the key itself is not kept)."""
+
+    @abstractmethod
+    async def add(self, key: ApiKey) -> None:
+        """Store a new key; raise ``Conflict`` if its id or hash is taken."""
+
+    @abstractmethod
+    async def get_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key with this hash, revoked or not."""
+
+    @abstractmethod
+    async def list_all(self) -> list[ApiKey]:
+        """Every key, revoked ones included, the oldest first."""
+
+    @abstractmethod
+    async def revoke(self, key_id: str, at: datetime) -> ApiKey | None:
+        """Mark the key revoked at ``at`` (a key revoked already keeps its first time);
+        the key after the change, or None if there is no such key."""
+
+
 class UnitOfWork(ABC):
     """One transaction over the repositories. Leaving the block without ``commit`` rolls back."""
 
@@ -238,6 +260,7 @@ class UnitOfWork(ABC):
     rooms: RoomRepository
     messages: MessageRepository
     blocks: BlockRepository
+    api_keys: ApiKeyRepository
 
     async def __aenter__(self) -> UnitOfWork:
         return self

@@ -14,6 +14,7 @@ from chat_domain.ports.notifier import RealtimeNotifier
 from chat_domain.ports.presence import PresenceTracker
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.ports.system import Clock
+from chat_domain.text import is_id
 from chat_domain.usecases.presence import PRESENCE
 
 
@@ -31,6 +32,8 @@ class BlockUser:
         """The block and whether it is new."""
         if user_id == blocker_id:
             raise InvalidInput("user_id: you cannot block yourself")
+        if not is_id(user_id):
+            raise NotFound("user not found")
         async with self._uow() as uow:
             user = await uow.users.get(user_id)
             if user is None:
@@ -62,6 +65,8 @@ class UnblockUser:
         self._uow, self._presence, self._notifier = uow, presence, notifier
 
     async def __call__(self, blocker_id: str, user_id: str) -> None:
+        if not is_id(user_id):
+            return  # names nobody, so blocks nobody
         async with self._uow() as uow:
             if await uow.blocks.get(blocker_id, user_id) is None:
                 return

@@ -280,7 +280,7 @@ class TransferOwnership:
                 raise Forbidden("only the room's owner may hand it over")
             if user_id == actor_id:
                 return RoomDetails(room, await uow.rooms.members(room_id))
-            if await uow.rooms.get_membership(room_id, user_id) is None:
+            if not is_id(user_id) or await uow.rooms.get_membership(room_id, user_id) is None:
                 raise NotFound("member not found")
             if not await uow.rooms.hand_over(room_id, actor_id, user_id):
                 raise Conflict("the room changed hands meanwhile")  # raced: nothing committed
