@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import socketio
 from tests.e2e.conftest import embedded_server
 from tests.support.clients import Account, Api, Socket
 from tests.support.cluster import Cluster, cluster
-from tests.support.processes import ChatProcess
+from tests.support.processes import CHAT, ChatProcess, clean_env
 from tests.support.seed_client import SeedClient, install_seed_client
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 
@@ -210,3 +211,50 @@ async def test_a_seed_client_and_ours_on_two_nodes_of_a_cluster(
         await ours.disconnect()
     finally:
         await api.close()
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChatProcess]:
+    """CHAT_SEED_COMPAT=api-key with no shared secret: server API keys only."""
+    install_seed_client()
+    yield from embedded_server(tmp_path_factory, {"CHAT_SEED_COMPAT": "api-key"})
+
+
+def server_api_key(server: ChatProcess, scope: str) -> str:
+    """`chat keys create` against the server's own database (its working directory)."""
+    result = subprocess.run(
+        [CHAT, "keys", "create", "--name", "seed-e2e", "--scope", scope],
+        cwd=server.workdir,
+        env=clean_env(server.env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+async def test_api_key_mode_issues_seed_tokens_for_a_server_api_key_only(
+    keyed_server: ChatProcess, seed_clients: Callable[[], Awaitable[SeedClient]]
+) -> None:
+    url = keyed_server.url
+    seed = await seed_clients()
+    route = f"{url}/chat-rooms/keyed-1/chat-token"
+    status, _ = await seed.http("POST", route, {"clientId": "client-k"})
+    assert status == 401
+    reader = server_api_key(keyed_server, "messages:read")
+    status, _ = await seed.http("POST", route, {"clientId": "client-k"}, {"X-API-Key": reader})
+    assert status == 403  # a key, but not one that may make users
+    writer = server_api_key(keyed_server, "users:write")
+    status, text = await seed.http("POST", route, {"clientId": "client-k"}, {"X-API-Key": writer})
+    assert status == 200, text
+    token = json.loads(text)["token"]
+    # The token is the credential from then on: the seed client itself needs no key.
+    await seed.connect(url)
+    await seed.emit("joinroom", json.dumps({"token": token}))
+    await seed.wait_event("roomjoin")
+    status, _ = await seed.http(
+        "POST", f"{url}/chat-messages", {"content": "keyed", "token": token}
+    )
+    assert status == 200
+    assert json.loads(await seed.wait_event("chat"))["content"] == "keyed"

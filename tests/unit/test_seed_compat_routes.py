@@ -1,5 +1,5 @@
 """The seed's routes exist only when CHAT_SEED_COMPAT is on, and in ``api-key`` mode a
-token is issued only to a caller with the key."""
+token is issued only to a caller with a key: the shared secret, or a server API key."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from quart import Quart
 
 from chat_bootstrap.container import build_container
 from chat_bootstrap.settings import Settings
+from chat_domain.entities import Scope
+from chat_domain.errors import Forbidden, Unauthorized
 from chat_server.app import create_quart_app
 
 KEY = "a-shared-seed-key-0123456789"
+SERVER_KEY = "chk_a-server-api-key-with-users-write"
 
 
 def app_with(tmp_path: Path, **settings: object) -> Quart:
@@ -28,7 +31,14 @@ def app_with(tmp_path: Path, **settings: object) -> Quart:
     async def issue(seed_room_id: str, client_id: str) -> str:  # the use case, faked
         return f"token-for-{client_id}-in-{seed_room_id}"
 
+    async def authenticate_api_key(key: str | None, scope: Scope) -> None:  # faked too
+        if key != SERVER_KEY:
+            raise Unauthorized("missing or invalid API key")
+        if scope is not Scope.USERS_WRITE:
+            raise Forbidden(f"this API key lacks the scope {scope.value}")
+
     container.issue_seed_token.override(providers.Object(issue))
+    container.authenticate_api_key.override(providers.Object(authenticate_api_key))
     return create_quart_app(container)
 
 
@@ -48,7 +58,7 @@ async def test_open_mode_issues_a_token_to_anyone(tmp_path: Path) -> None:
 
 async def test_api_key_mode_issues_a_token_only_with_the_key(tmp_path: Path) -> None:
     client = app_with(tmp_path, seed_compat="api-key", seed_token_key=KEY).test_client()
-    for headers in ({}, {"X-Api-Key": "wrong"}, {"X-Api-Key": KEY + "x"}):
+    for headers in ({}, {"X-API-Key": "wrong"}, {"X-API-Key": KEY + "x"}):
         r = await client.post(
             "/chat-rooms/lobby/chat-token", json={"clientId": "c1"}, headers=headers
         )
@@ -56,13 +66,29 @@ async def test_api_key_mode_issues_a_token_only_with_the_key(tmp_path: Path) -> 
         assert (await r.get_json())["error"]["code"] == "unauthorized"
         r = await client.get("/chat-rooms/lobby/clients", headers=headers)
         assert r.status_code == 401
+    # The shared secret, or a server API key with users:write.
+    for key in (KEY, SERVER_KEY):
+        r = await client.post(
+            "/chat-rooms/lobby/chat-token", json={"clientId": "c1"}, headers={"X-API-Key": key}
+        )
+        assert (r.status_code, await r.get_json()) == (200, {"token": "token-for-c1-in-lobby"})
+    # Listing a room's clients needs messages:read, which that server key lacks.
+    r = await client.get("/chat-rooms/lobby/clients", headers={"X-API-Key": SERVER_KEY})
+    assert r.status_code == 403
+
+
+async def test_api_key_mode_without_a_shared_secret_takes_server_api_keys_only(
+    tmp_path: Path,
+) -> None:
+    client = app_with(tmp_path, seed_compat="api-key").test_client()
+    r = await client.post("/chat-rooms/lobby/chat-token", json={"clientId": "c1"})
+    assert r.status_code == 401
     r = await client.post(
-        "/chat-rooms/lobby/chat-token", json={"clientId": "c1"}, headers={"X-Api-Key": KEY}
+        "/chat-rooms/lobby/chat-token", json={"clientId": "c1"}, headers={"X-API-Key": SERVER_KEY}
     )
-    assert (r.status_code, await r.get_json()) == (200, {"token": "token-for-c1-in-lobby"})
+    assert r.status_code == 200
 
 
-@pytest.mark.parametrize("key", [None, "short"])
-def test_api_key_mode_needs_a_key_of_16_characters(key: str | None) -> None:
+def test_a_shared_secret_has_16_characters_or_more() -> None:
     with pytest.raises(ValidationError, match="CHAT_SEED_TOKEN_KEY"):
-        Settings(seed_compat="api-key", seed_token_key=key)  # type: ignore[arg-type]
+        Settings(seed_compat="api-key", seed_token_key="short")  # type: ignore[arg-type]

@@ -143,8 +143,14 @@ EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
     "api.messages.delete": {403: "Only the sender or the room owner deletes"},
     "api.messages.send": {503: "The broker did not confirm: nothing was accepted"},
     "seed.chat_message": {400: "invalid session token"},
-    "seed.chat_token": {401: "CHAT_SEED_COMPAT=api-key and no valid X-Api-Key header"},
-    "seed.chat_clients": {401: "CHAT_SEED_COMPAT=api-key and no valid X-Api-Key header"},
+    "seed.chat_token": {
+        401: "CHAT_SEED_COMPAT=api-key and no valid X-API-Key header",
+        403: "A server API key without users:write",
+    },
+    "seed.chat_clients": {
+        401: "CHAT_SEED_COMPAT=api-key and no valid X-API-Key header",
+        403: "A server API key without messages:read",
+    },
     "api.server.create_room": {403: "A named user blocks the owner"},
     "api.server.set_members": {403: "A direct room's members are fixed"},
     "api.server.post_message": {503: "The broker did not confirm: nothing was accepted"},

@@ -363,12 +363,13 @@ class Settings(BaseSettings):
         "off",
         description="Serve the API of the system this one grew from (its token, send and "
         "client routes, and its socket events) beside ours: `open` issues its tokens to "
-        "anyone who asks, `api-key` only to callers with `CHAT_SEED_TOKEN_KEY`.",
+        "anyone who asks, `api-key` only to callers with an API key.",
     )
     seed_token_key: SecretStr | None = Field(
         None,
-        description="Shared secret a caller sends as `X-Api-Key` to get a seed token "
-        "(and list a room's clients) when `CHAT_SEED_COMPAT=api-key`; 16+ characters.",
+        description="With `CHAT_SEED_COMPAT=api-key`, a shared secret a caller may send as "
+        "`X-API-Key` to get a seed token or list a room's clients, beside the server API's "
+        "keys (`users:write`, `messages:read`); 16+ characters. Unset: those keys only.",
         json_schema_extra=_example("<32 random characters>"),
     )
 
@@ -436,13 +437,11 @@ class Settings(BaseSettings):
                 "CHAT_EMBEDDED_WORKER=false needs CHAT_BROKER=rabbitmq: the in-memory broker "
                 "lives in the server process, so no other process could consume it"
             )
-        if self.seed_compat == "api-key":
-            key = self.seed_token_key.get_secret_value() if self.seed_token_key else ""
-            if len(key) < MIN_SEED_KEY_LENGTH:
-                raise ValueError(
-                    f"CHAT_SEED_COMPAT=api-key needs CHAT_SEED_TOKEN_KEY of at least "
-                    f"{MIN_SEED_KEY_LENGTH} characters"
-                )
+        seed_key = self.seed_token_key.get_secret_value() if self.seed_token_key else None
+        if seed_key is not None and len(seed_key) < MIN_SEED_KEY_LENGTH:
+            raise ValueError(
+                f"CHAT_SEED_TOKEN_KEY must be at least {MIN_SEED_KEY_LENGTH} characters"
+            )
         if self.auth_mode != "accounts":
             self._check_app_tokens()
         if self.env == "production":

@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, Quart, request
 from quart_schema import validate_request
 
-from chat_domain.entities import MESSAGE_BODY_MAX, User
+from chat_domain.entities import MESSAGE_BODY_MAX, Scope, User
 from chat_domain.errors import Unauthorized
 from chat_domain.usecases.seed_compat import INVALID_SESSION
 from chat_domain.views import room_view
 from chat_server.errors import error_response
 from chat_server.http import authenticated, services
 
-API_KEY_HEADER = "X-Api-Key"
+API_KEY_HEADER = "X-API-Key"  # as the server API's
 
 blueprint = Blueprint("seed", __name__)
 # Ours, under /api/v1: an authenticated user of ours joins a seed room.
@@ -40,24 +40,27 @@ class ChatMessageBody(SeedBody):
     token: str = Field(max_length=4096)
 
 
-def _key_refused() -> Any:
-    """In ``api-key`` mode, the answer to a caller without the key (None: let it through)."""
+async def require_seed_key(scope: Scope) -> None:
+    """In ``api-key`` mode, the caller's ``X-API-Key`` must be ``CHAT_SEED_TOKEN_KEY`` or a
+    server API key holding ``scope`` (else ``Unauthorized``, ``Forbidden``, ``RateLimited``
+    as the server API answers them)."""
     settings = services().settings()
-    if settings.seed_compat != "api-key" or settings.seed_token_key is None:
-        return None
+    if settings.seed_compat != "api-key":
+        return
     given = request.headers.get(API_KEY_HEADER, "")
-    expected = settings.seed_token_key.get_secret_value()
-    if hmac.compare_digest(given.encode(), expected.encode()):
-        return None
-    return error_response(401, "unauthorized", f"this route needs the {API_KEY_HEADER} header")
+    shared = settings.seed_token_key
+    if shared is not None and hmac.compare_digest(
+        given.encode(), shared.get_secret_value().encode()
+    ):
+        return
+    await services().authenticate_api_key()(given or None, scope)
 
 
 @blueprint.post("/chat-rooms/<room_id>/chat-token")
 @validate_request(ChatTokenBody)
 async def chat_token(room_id: str, data: ChatTokenBody) -> Any:
-    refused = _key_refused()
-    if refused is not None:
-        return refused
+    # Issuing a token makes a user (and a room): the server API's users:write.
+    await require_seed_key(Scope.USERS_WRITE)
     return {"token": await services().issue_seed_token()(room_id, data.clientId)}
 
 
@@ -74,9 +77,7 @@ async def chat_message(data: ChatMessageBody) -> Any:
 
 @blueprint.get("/chat-rooms/<room_id>/clients")
 async def chat_clients(room_id: str) -> Any:
-    refused = _key_refused()
-    if refused is not None:
-        return refused
+    await require_seed_key(Scope.MESSAGES_READ)
     return await services().list_seed_clients()(room_id)
 
 
