@@ -26,7 +26,8 @@ SOURCES = [ROOT / "packages", ROOT / "apps"]
 # Socket.IO's own lifecycle events, which are not messages of the API.
 LIFECYCLE = {"connect", "disconnect", "connect_error"}
 # Calls that take an event name, and the position of that name among their arguments.
-EMITTING_CALLS = {"emit_to_users": 1, "Notification": 1, "emit": 0}
+# (SeedEvent: an event as the seed's clients get it, chat_server.seed_compat.sockets.)
+EMITTING_CALLS = {"emit_to_users": 1, "Notification": 1, "emit": 0, "SeedEvent": 0}
 
 
 def _described(action: str) -> set[str]:
@@ -88,9 +89,15 @@ def _emitted_event_names() -> set[str]:
 
 
 def _registered_client_events(tmp_path: Path) -> set[str]:
+    # The default server, and one serving the seed's clients too (CHAT_SEED_COMPAT).
+    return _client_events(tmp_path, "off") | _client_events(tmp_path, "open")
+
+
+def _client_events(tmp_path: Path, seed_compat: str) -> set[str]:
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/chat.db",
         secret_key="x" * 48,  # type: ignore[arg-type]
+        seed_compat=seed_compat,  # type: ignore[arg-type]
     )
     container = build_container(settings, role="server")
     # A server sets its JSON module on python-socketio's Packet class, for every client and
@@ -105,6 +112,7 @@ def _registered_client_events(tmp_path: Path) -> set[str]:
     for namespace in getattr(sio, "namespace_handlers", {}).values():
         names |= {name[3:] for name in dir(namespace) if name.startswith("on_")}  # on_<event>
         names |= set(getattr(namespace, "EVENTS", {}))  # an event table (ChatNamespace)
+        names |= set(getattr(namespace, "SEED_EVENTS", ()))  # the seed's (seed compat)
     return names - LIFECYCLE
 
 

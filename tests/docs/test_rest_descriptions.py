@@ -23,11 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 METHODS = {"get", "post", "put", "patch", "delete"}
 
 
-@pytest.fixture
-def app(tmp_path: Path) -> Quart:
+# The default server, and one serving the seed's routes too (CHAT_SEED_COMPAT).
+@pytest.fixture(params=["off", "open"])
+def app(tmp_path: Path, request: pytest.FixtureRequest) -> Quart:
     settings = Settings(
         database_url=f"sqlite+aiosqlite:///{tmp_path}/chat.db",
         secret_key="x" * 48,  # type: ignore[arg-type]
+        seed_compat=request.param,
     )
     return create_quart_app(build_container(settings, role="server"))
 
@@ -85,6 +87,6 @@ def test_docs_api_md_names_every_api_route(document: dict[str, Any]) -> None:
     missing = [
         f"{method} {path}"
         for method, path, _ in _operations(document)
-        if path.startswith("/api/") and f"`{method} {path}" not in text
+        if (path.startswith("/api/") or "chat-" in path) and f"`{method} {path}" not in text
     ]
     assert not missing, f"docs/api.md does not describe: {missing}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, RootModel
 
 
 class ErrorDetail(BaseModel):
@@ -160,3 +160,13 @@ class ReadinessAnswer(BaseModel):
     checks: dict[str, str]
     failing: list[str] | None = None
     error: ErrorDetail | None = None
+
+
+class ChatTokenAnswer(BaseModel):
+    """A seed token naming the client in the room (the seed's API)."""
+
+    token: str
+
+
+class SeedClientsAnswer(RootModel[list[str]]):
+    """The clientIds of the room's seed clients (the seed's API)."""

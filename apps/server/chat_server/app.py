@@ -19,6 +19,8 @@ from chat_server.http import ChatRequest, OrjsonProvider
 from chat_server.outbound import OutboundBounds
 from chat_server.realtime import register_socket_handlers
 from chat_server.security import harden
+from chat_server.seed_compat.rest import register_seed_routes
+from chat_server.seed_compat.sockets import register_seed_socket_handlers
 
 
 def create_quart_app(container: Container) -> Quart:
@@ -49,6 +51,8 @@ def create_quart_app(container: Container) -> Quart:
     harden(app, settings.cors_origins)
     observability.instrument(app)
     app.register_blueprint(api)
+    if settings.seed_compat != "off":  # the seed's routes: docs/seed-compat.md
+        register_seed_routes(app)
     if settings.ops_port is None:  # else only on the ops listener (chat_server.ops_listener)
         app.register_blueprint(ops.blueprint)
     app.register_blueprint(openapi_docs.blueprint)
@@ -67,7 +71,10 @@ def create_app(container: Container) -> ASGIFramework:
     """
     settings = container.settings()
     sio = container.socketio_server()
-    register_socket_handlers(sio, container)
+    if settings.seed_compat == "off":
+        register_socket_handlers(sio, container)
+    else:  # our events, and the seed's for sockets without our token
+        register_seed_socket_handlers(sio, container)
     guard_client_packets(sio)
     observability.export_socket_gauge(sio)
     # Plain sends are answered in front of Quart (chat_server.fast_send), the rest by Quart.

@@ -43,6 +43,8 @@ TAG_OF_BLUEPRINT = {
     "ops": "operations",
     "docs": "operations",
     "web": "web client",
+    "seed": "seed compatibility",
+    "seed_rooms": "seed compatibility",
 }
 TAGS: list[Tag | dict[Any, Any]] = [
     Tag(name="auth", description="Register and log in (the login answers the bearer token)"),
@@ -56,6 +58,11 @@ TAGS: list[Tag | dict[Any, Any]] = [
     ),
     Tag(name="operations", description="Liveness, readiness, metrics, this document"),
     Tag(name="web client", description="The browser chat client"),
+    Tag(
+        name="seed compatibility",
+        description="The API of the system this one grew from, with CHAT_SEED_COMPAT on "
+        "(docs/seed-compat.md)",
+    ),
 ]
 
 # Success answers per endpoint: a model, None for an empty body, or a media type.
@@ -91,8 +98,13 @@ SUCCESS: dict[str, dict[int, Answer]] = {
     "web.index": {200: "text/html"},
     "openapi": {200: "application/json"},
     "docs.docs": {200: "text/html"},
+    "seed.chat_token": {200: answers.ChatTokenAnswer},
+    "seed.chat_message": {200: None},
+    "seed.chat_clients": {200: answers.SeedClientsAnswer},
+    "seed_rooms.join": {200: answers.RoomAnswer},
 }
 SUCCESS_NOTES = {
+    ("seed.chat_message", 200): "Accepted by the broker (our 202), answered as the seed did",
     ("api.rooms.create_room", 200): "The existing direct room of the pair",
     ("api.rooms.add_member", 200): "Already a member",
     ("api.rooms.remove_member", 204): "Left the room, or removed the member (owner only)",
@@ -130,6 +142,15 @@ EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
     "api.messages.edit": {403: "Only the sender edits"},
     "api.messages.delete": {403: "Only the sender or the room owner deletes"},
     "api.messages.send": {503: "The broker did not confirm: nothing was accepted"},
+    "seed.chat_message": {400: "invalid session token"},
+    "seed.chat_token": {
+        401: "CHAT_SEED_COMPAT=api-key and no valid X-API-Key header",
+        403: "A server API key without users:write",
+    },
+    "seed.chat_clients": {
+        401: "CHAT_SEED_COMPAT=api-key and no valid X-API-Key header",
+        403: "A server API key without messages:read",
+    },
     "api.server.create_room": {403: "A named user blocks the owner"},
     "api.server.set_members": {403: "A direct room's members are fixed"},
     "api.server.post_message": {503: "The broker did not confirm: nothing was accepted"},
@@ -199,6 +220,10 @@ OPERATION_IDS = {
     "web.index": "getWebClient",
     "openapi": "getOpenAPIDocument",
     "docs.docs": "getAPIBrowser",
+    "seed.chat_token": "issueSeedChatToken",
+    "seed.chat_message": "sendSeedChatMessage",
+    "seed.chat_clients": "listSeedRoomClients",
+    "seed_rooms.join": "joinSeedRoom",
 }
 
 
@@ -252,7 +277,7 @@ class ChatOpenAPIProvider(OpenAPIProvider):
 
     def _errors(self, rule: Rule, operation: dict[str, Any]) -> dict[int | str, str]:
         if not rule.rule.startswith("/api/"):
-            return {}
+            return dict(EXTRA_ERRORS.get(rule.endpoint, {}))
         errors: dict[int | str, str] = {}
         if operation.get("security"):
             errors[401] = ERROR_NOTES[401]

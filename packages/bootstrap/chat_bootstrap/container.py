@@ -29,6 +29,7 @@ from chat_adapters.redis.presence import RedisPresenceTracker
 from chat_adapters.redis.rate_limit import RedisRateLimiter
 from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_adapters.security.passwords import Argon2PasswordHasher
+from chat_adapters.security.seed_tokens import JwtSeedTokenService
 from chat_adapters.security.tokens import JwtTokenService
 from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.json import OrjsonForSocketIO
@@ -76,6 +77,16 @@ from chat_domain.usecases.rooms import (
     RelayTyping,
     RemoveMember,
     TransferOwnership,
+)
+from chat_domain.usecases.seed_compat import (
+    IssueSeedToken,
+    JoinSeedRoom,
+    ListSeedClients,
+    NameSeedSenders,
+    OpenSeedSession,
+    SeedDirectory,
+    SeedRoomPresence,
+    SendSeedMessage,
 )
 from chat_domain.usecases.server_api import (
     CreateServerRoom,
@@ -389,6 +400,41 @@ class Container(containers.DeclarativeContainer):
         limiter=rate_limiter,
         rate_rule=send_rate,
     )
+    # --- the seed's clients (docs/seed-compat.md): off unless CHAT_SEED_COMPAT is set --
+    seed_tokens = providers.Singleton(
+        JwtSeedTokenService,
+        secret_key=settings.provided.signing_key.call(),
+        clock=clock,
+        ttl_seconds=settings.provided.token_ttl_seconds,
+    )
+    seed_directory = providers.Singleton(SeedDirectory, ids=ids)
+    issue_seed_token = providers.Factory(
+        IssueSeedToken,
+        uow=uow,
+        tokens=seed_tokens,
+        clock=clock,
+        directory=seed_directory,
+        max_members=settings.provided.max_members_per_room,
+    )
+    join_seed_room = providers.Factory(
+        JoinSeedRoom,
+        uow=uow,
+        clock=clock,
+        directory=seed_directory,
+        max_members=settings.provided.max_members_per_room,
+    )
+    open_seed_session = providers.Factory(
+        OpenSeedSession, uow=uow, tokens=seed_tokens, directory=seed_directory
+    )
+    send_seed_message = providers.Factory(
+        SendSeedMessage, open_session=open_seed_session, send_message=send_message
+    )
+    seed_room_presence = providers.Factory(
+        SeedRoomPresence, uow=uow, notifier=notifier, directory=seed_directory
+    )
+    list_seed_clients = providers.Factory(ListSeedClients, uow=uow, directory=seed_directory)
+    # One per process: it remembers the names it read.
+    name_seed_senders = providers.Singleton(NameSeedSenders, uow=uow, directory=seed_directory)
     store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
     # One per process (the worker's, or the server's in embedded mode): it queues batches.
     consumer = providers.Singleton(MessageConsumer, broker=broker, store_messages=store_messages)

@@ -18,6 +18,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_PRODUCTION_KEY_LENGTH = 32
+MIN_SEED_KEY_LENGTH = 16
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/chat.db"
 ENV_PREFIX = "CHAT_"
 DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")
@@ -357,6 +358,21 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address of a server's operations listener (`CHAT_OPS_PORT`)."
     )
 
+    # --- the seed's clients (docs/seed-compat.md) -------------------------------------
+    seed_compat: Literal["off", "open", "api-key"] = Field(
+        "off",
+        description="Serve the API of the system this one grew from (its token, send and "
+        "client routes, and its socket events) beside ours: `open` issues its tokens to "
+        "anyone who asks, `api-key` only to callers with an API key.",
+    )
+    seed_token_key: SecretStr | None = Field(
+        None,
+        description="With `CHAT_SEED_COMPAT=api-key`, a shared secret a caller may send as "
+        "`X-API-Key` to get a seed token or list a room's clients, beside the server API's "
+        "keys (`users:write`, `messages:read`); 16+ characters. Unset: those keys only.",
+        json_schema_extra=_example("<32 random characters>"),
+    )
+
     @field_validator("log_level", mode="before")
     @classmethod
     def _upper_level(cls, value: Any) -> Any:
@@ -420,6 +436,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CHAT_EMBEDDED_WORKER=false needs CHAT_BROKER=rabbitmq: the in-memory broker "
                 "lives in the server process, so no other process could consume it"
+            )
+        seed_key = self.seed_token_key.get_secret_value() if self.seed_token_key else None
+        if seed_key is not None and len(seed_key) < MIN_SEED_KEY_LENGTH:
+            raise ValueError(
+                f"CHAT_SEED_TOKEN_KEY must be at least {MIN_SEED_KEY_LENGTH} characters"
             )
         if self.auth_mode != "accounts":
             self._check_app_tokens()

@@ -56,6 +56,19 @@ class TokenService(ABC):
         return self.read(token).user_id
 
 
+class SeedTokenService(ABC):
+    """Signed, expiring tokens of the seed's API (docs/seed-compat.md): each names one seed
+    client in one seed room, by the seed's own ids. Never accepted as an access token."""
+
+    @abstractmethod
+    def issue(self, seed_room_id: str, client_id: str) -> str: ...
+
+    @abstractmethod
+    def read(self, token: str) -> tuple[str, str]:
+        """The token's (seed room id, client id), or raise ``Unauthorized`` (bad signature,
+        expired, malformed, or an access token)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AppIdentity:
     """A user the app vouches for: the app's own id for them (``sub``) and, if the token
