@@ -41,7 +41,8 @@ from chat_server.observability import REQUEST_ID_HEADER, record_request, request
 from chat_server.schemas import SendMessageBody
 from chat_server.security import SECURITY_HEADERS
 
-SEND_PATH = re.compile(r"^/api/v1/rooms/([^/]+)/messages$")
+# \Z, not $: "$" also matches before a final "\n" ("%0A"), a path Quart does not route.
+SEND_PATH = re.compile(r"^/api/v1/rooms/([^/]+)/messages\Z")
 ROUTE = "/api/v1/rooms/<room_id>/messages"  # Quart's rule: one metrics label for both ways
 server_log = logging.getLogger("chat.server")
 
