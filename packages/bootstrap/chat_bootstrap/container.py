@@ -37,9 +37,13 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
+from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
+from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
+from chat_adapters.webhooks.sender import AiohttpWebhookSender
 from chat_bootstrap import lifecycles
 from chat_bootstrap.settings import Settings
 from chat_domain.ports.rate_limit import RateRule
+from chat_domain.ports.webhooks import WebhookEndpoint
 from chat_domain.usecases.accounts import (
     DeactivateUser,
     FindEndedSessions,
@@ -69,6 +73,7 @@ from chat_domain.usecases.rooms import (
     RemoveMember,
     TransferOwnership,
 )
+from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher, endpoints_of
 
 socketio_logger = logging.getLogger("chat.socketio")
 # engine.io's and python-socketio's own records: they log every packet at INFO, so only
@@ -82,6 +87,11 @@ def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
     # engine.io reads [] as "CORS handling off", which lets every web page open a socket;
     # None is "same origin only", the safe default when no origin is configured.
     return list(origins) or None
+
+
+def _webhook_endpoints(settings: Settings) -> list[WebhookEndpoint]:
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    return endpoints_of(settings.webhook_urls, secret)
 
 
 ROLES = ("server", "worker", "admin")
@@ -248,6 +258,41 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
+    # --- webhooks: an outbox beside the broker, a dispatcher that POSTs (docs/webhooks.md)
+    webhook_endpoints = providers.Singleton(_webhook_endpoints, settings)
+    webhook_outbox = providers.Selector(
+        settings.provided.broker,
+        memory=providers.Singleton(InMemoryWebhookOutbox),
+        rabbitmq=providers.Singleton(
+            RabbitMQWebhookOutbox,
+            url=settings.provided.rabbitmq_url,
+            prefix=settings.provided.rabbitmq_prefix,
+            prefetch=settings.provided.webhook_prefetch,
+            publish_timeout=settings.provided.broker_publish_timeout,
+        ),
+    )
+    webhook_sender = providers.Singleton(
+        AiohttpWebhookSender, timeout=settings.provided.webhook_timeout_seconds
+    )
+    webhook_announcements = providers.Singleton(
+        WebhookAnnouncements,
+        outbox=webhook_outbox,
+        presence=presence,
+        clock=clock,
+        ids=ids,
+        endpoints=webhook_endpoints,
+    )
+    # One per process that consumes (the worker's, or the server's in embedded mode).
+    webhook_dispatcher = providers.Singleton(
+        WebhookDispatcher,
+        outbox=webhook_outbox,
+        sender=webhook_sender,
+        endpoints=webhook_endpoints,
+        max_attempts=settings.provided.webhook_max_attempts,
+        retry_base=settings.provided.webhook_retry_base_seconds,
+        retry_max=settings.provided.webhook_retry_max_seconds,
+    )
+
     # --- lifecycles: opened by init_resources, closed by shutdown_resources ----------
     # Trailing arguments order them (chat_bootstrap.lifecycles): the broker starts after,
     # and closes before, the database and the fan-out, so the message in hand is still
@@ -257,13 +302,25 @@ class Container(containers.DeclarativeContainer):
     )
     fan_out = providers.Resource(lifecycles.closing, fan_out_manager)
     no_client: providers.Object[None] = providers.Object(None)
+    # The worker asks presence who is offline, for the webhooks' message.unread.
     presence_lifecycle = providers.Resource(
-        lifecycles.closing, providers.Selector(role, server=presence, worker=no_client)
+        lifecycles.closing, providers.Selector(role, server=presence, worker=presence)
     )
     rate_limiter_lifecycle = providers.Resource(
         lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
     )
-    running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
+    # The sender outlives the outbox (whose dispatcher may be mid-POST), and the outbox
+    # the broker (a batch in hand is announced after it is stored).
+    webhook_sender_lifecycle = providers.Resource(lifecycles.closing, webhook_sender)
+    running_webhook_outbox = providers.Resource(
+        lifecycles.running_webhook_outbox,
+        webhook_outbox,
+        providers.Callable(bool, webhook_endpoints),
+        webhook_sender_lifecycle,
+    )
+    running_broker = providers.Resource(
+        lifecycles.running_broker, broker, database, fan_out, running_webhook_outbox
+    )
 
     # --- use cases ------------------------------------------------------------------
     # Registrations hash in a lane of their own, so a burst of them cannot starve logins.
@@ -321,8 +378,11 @@ class Container(containers.DeclarativeContainer):
         notifier=notifier,
         clock=clock,
         max_members=settings.provided.max_members_per_room,
+        webhooks=webhook_announcements,
     )
-    remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier, clock=clock)
+    remove_member = providers.Factory(
+        RemoveMember, uow=uow, notifier=notifier, clock=clock, webhooks=webhook_announcements
+    )
     transfer_ownership = providers.Factory(TransferOwnership, uow=uow, notifier=notifier)
     block_user = providers.Factory(BlockUser, uow=uow, notifier=notifier, clock=clock)
     unblock_user = providers.Factory(UnblockUser, uow=uow, presence=presence, notifier=notifier)
@@ -336,7 +396,9 @@ class Container(containers.DeclarativeContainer):
         limiter=rate_limiter,
         rate_rule=send_rate,
     )
-    store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
+    store_messages = providers.Factory(
+        StoreMessages, uow=uow, notifier=notifier, webhooks=webhook_announcements
+    )
     # One per process (the worker's, or the server's in embedded mode): it queues batches.
     consumer = providers.Singleton(MessageConsumer, broker=broker, store_messages=store_messages)
     list_history = providers.Factory(ListHistory, uow=uow)
@@ -347,8 +409,11 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         limiter=rate_limiter,
         rate_rule=send_rate,
+        webhooks=webhook_announcements,
     )
-    delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)
+    delete_message = providers.Factory(
+        DeleteMessage, uow=uow, notifier=notifier, webhooks=webhook_announcements
+    )
     move_marker = providers.Factory(
         MoveMarker, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=receipt_rate
     )

@@ -22,6 +22,7 @@ from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.text import is_id
 from chat_domain.usecases.access import require_member
 from chat_domain.usecases.consent import require_may_add_back, require_not_blocked
+from chat_domain.usecases.webhooks import WebhookAnnouncements
 
 MEMBER_ADDED = "room:member_added"
 MEMBER_REMOVED = "room:member_removed"
@@ -201,9 +202,10 @@ class AddMember:
         notifier: RealtimeNotifier,
         clock: Clock,
         max_members: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
-        self._max_members = max_members
+        self._max_members, self._webhooks = max_members, webhooks
 
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> tuple[Member, bool]:
         """The member and whether they were added now."""
@@ -230,6 +232,8 @@ class AddMember:
         await self._notifier.emit_to_users(
             [*member_ids, user_id], MEMBER_ADDED, {"room_id": room_id, "user_id": user_id}
         )
+        if self._webhooks is not None:
+            await self._webhooks.member_added(room_id, user_id, actor_id)
         return Member(membership, user.username), True
 
 
@@ -241,8 +245,15 @@ class RemoveMember:
     room with members always has someone to administer it.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        webhooks: WebhookAnnouncements | None = None,
+    ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
+        self._webhooks = webhooks
 
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> None:
         async with self._uow() as uow:
@@ -262,6 +273,8 @@ class RemoveMember:
         await self._notifier.emit_to_users(
             member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
         )
+        if self._webhooks is not None:
+            await self._webhooks.member_removed(room_id, user_id, actor_id)
 
 
 class TransferOwnership:
