@@ -48,9 +48,12 @@ class RoomLanes(Generic[Item]):
             if self._queues.get(room_id) is queue:
                 del self._queues[room_id]
 
-    async def close(self) -> None:
-        """Interrupt every lane; what they held stays unhandled."""
+    async def close(self) -> list[Item]:
+        """Interrupt every lane; answer what they held unhandled, each room's in order (the
+        item in hand included: it may have been handled, so it may come again)."""
+        left = [item for queue in self._queues.values() for item in queue]
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._queues.clear()
+        return left

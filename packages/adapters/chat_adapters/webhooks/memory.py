@@ -17,7 +17,8 @@ class InMemoryWebhookOutbox(WebhookOutbox):
     """Events wait in this process until the dispatcher delivered them.
 
     Nothing survives the process (like the embedded broker): events not yet delivered
-    when it stops are lost, and logged. Dead letters are kept in ``dead_letters``.
+    when it stops are lost, and logged; a consumer that stops in the process leaves
+    them to the next. Dead letters are kept in ``dead_letters``.
     """
 
     def __init__(self) -> None:
@@ -59,7 +60,8 @@ class InMemoryWebhookOutbox(WebhookOutbox):
             await self._stopping.wait()
         finally:
             self._lanes = None
-            await lanes.close()
+            # Undelivered events wait for the next consumer, ahead of later ones.
+            self._waiting[:0] = await lanes.close()
 
     async def set_aside(self, event: WebhookEvent, url: str, reason: str) -> None:
         self.dead_letters.append((event, url, reason))
