@@ -22,8 +22,10 @@ from aio_pika.abc import AbstractIncomingMessage
 from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
 from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
 from chat_adapters.webhooks.sender import AiohttpWebhookSender
+from chat_domain.errors import Unavailable
 from chat_domain.ports.webhooks import WebhookEndpoint, WebhookEvent, WebhookOutbox
 from chat_domain.usecases.webhooks import WebhookDispatcher
+from tests.support.processes import free_port
 from tests.support.services import RABBITMQ, require
 from tests.support.webhook_receiver import Receiver
 
@@ -61,6 +63,7 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
     url = require(RABBITMQ).url
     outbox = RabbitMQWebhookOutbox(url, prefix=f"test-{uuid4().hex[:8]}", publish_timeout=2.0)
     await outbox.start()
+    await outbox.publish([])  # returns once connected and declared
     dead: list[tuple[str, str]] = []
     arrived = asyncio.Event()
     connection = await aio_pika.connect(url)
@@ -241,3 +244,18 @@ async def test_a_dispatcher_stopped_mid_delivery_leaves_its_events_to_the_next(
     for room in ("room-a", "room-b"):
         of_room = [e.id for e in published if e.room_id == room]
         assert [i for i in receiver.unique_ids() if i in of_room] == of_room
+
+
+async def test_a_rabbitmq_outbox_started_while_the_broker_is_down_refuses_publishes() -> None:
+    # A process starts and serves while RabbitMQ is down; only announcing fails (Unavailable).
+    outbox = RabbitMQWebhookOutbox(
+        f"amqp://guest:guest@127.0.0.1:{free_port()}/", prefix="unreachable", publish_timeout=0.3
+    )
+    await outbox.start()
+    try:
+        with pytest.raises(Unavailable):
+            await outbox.publish(events(["room-a"], 1))
+        with pytest.raises(Unavailable):
+            await outbox.check()
+    finally:
+        await outbox.close()

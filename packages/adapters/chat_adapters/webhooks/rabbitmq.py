@@ -58,12 +58,19 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
     """
 
     def __init__(
-        self, url: str, prefix: str, prefetch: int = 64, publish_timeout: float = 5.0
+        self,
+        url: str,
+        prefix: str,
+        prefetch: int = 64,
+        publish_timeout: float = 5.0,
+        reconnect_interval: float = 1.0,
     ) -> None:
         self._url, self._prefix, self._prefetch = url, prefix, prefetch
-        self._publish_timeout = publish_timeout
+        self._publish_timeout, self._reconnect_interval = publish_timeout, reconnect_interval
         self._connection: AbstractRobustConnection | None = None
         self._channel: AbstractRobustChannel | None = None
+        self._setup: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()  # connected once and the queues are declared
         self._stopping = asyncio.Event()
         self._consuming: asyncio.Future[None] | None = None
         self._closed = False
@@ -77,14 +84,31 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
         return f"{self._prefix}.webhooks.dead"
 
     async def start(self) -> None:
-        self._connection = await aio_pika.connect_robust(
-            self._url,
+        # In the background, like the message broker's: a process started while RabbitMQ
+        # is down runs (publishes fail as Unavailable) and connects when it is back.
+        if self._setup is None and not self._closed:
+            self._setup = asyncio.create_task(self._connect_and_declare())
+
+    async def _connect_and_declare(self) -> None:
+        self._connection = aio_pika.RobustConnection(
+            aio_pika.connection.make_url(self._url),
+            reconnect_interval=self._reconnect_interval,
+            fail_fast=False,
             client_properties={"connection_name": f"chat-webhooks {self._prefix}"},
         )
-        self._channel = await self._connection.channel(
-            publisher_confirms=True, on_return_raises=True
-        )
-        await self._declare(self._channel)
+        await self._connection.connect()
+        while True:
+            try:
+                channel = await self._connection.channel(
+                    publisher_confirms=True, on_return_raises=True
+                )
+                await self._declare(channel)
+                self._channel = channel
+                self._ready.set()
+                return
+            except (*_ERRORS, RuntimeError) as exc:  # RuntimeError: not connected yet
+                log.error("cannot declare the webhook queues, retrying: %r", exc)
+                await asyncio.sleep(self._reconnect_interval)
 
     async def _declare(self, channel: AbstractRobustChannel) -> AbstractQueue:
         await channel.declare_queue(
@@ -101,23 +125,30 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
         self._stopping.set()
         if self._consuming is not None:
             await asyncio.gather(self._consuming, return_exceptions=True)
+        if self._setup is not None and not self._setup.done():
+            self._setup.cancel()
+            await asyncio.gather(self._setup, return_exceptions=True)
         if self._connection is not None:
             with contextlib.suppress(Exception):
                 await self._connection.close()
 
     async def check(self) -> None:
-        if self._closed or self._connection is None or self._connection.is_closed:
+        if self._closed or not self._ready.is_set() or self._connection is None:
+            raise Unavailable("webhook outbox unavailable")
+        if self._connection.is_closed:
             raise Unavailable("webhook outbox unavailable")
 
     async def publish(self, events: Sequence[WebhookEvent]) -> None:
         await self._publish(self.queue_name, [(encode(e), e.id) for e in events])
 
     async def _publish(self, queue: str, bodies: Sequence[tuple[bytes, str]]) -> None:
-        if self._closed or self._channel is None:
+        if self._closed or self._setup is None:
             raise Unavailable("webhook outbox unavailable")
         try:
             # The robust channel waits for a reconnect with no limit of its own.
             async with asyncio.timeout(self._publish_timeout):
+                await self._ready.wait()
+                assert self._channel is not None
                 exchange = self._channel.default_exchange
                 for body, message_id in bodies:
                     await exchange.publish(
@@ -134,12 +165,23 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
             raise Unavailable("webhook outbox unavailable") from exc
 
     async def consume(self, handler: WebhookEventHandler) -> None:
+        if self._closed or self._setup is None:
+            return
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        ready = asyncio.ensure_future(self._ready.wait())
+        await asyncio.wait({stopping, ready}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        ready.cancel()
         if self._closed or self._connection is None:
             return
         self._consuming = asyncio.get_running_loop().create_future()
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=self._prefetch)
-        queue = await self._declare(channel)
+        try:
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=self._prefetch)
+            queue = await self._declare(channel)
+        except BaseException:
+            self._consuming.set_result(None)
+            raise
 
         async def handle(incoming: AbstractIncomingMessage) -> None:
             try:
