@@ -215,7 +215,7 @@ async def test_a_server_opens_its_clients_and_closes_them_broker_first(
     assert not any(r.initialized for r in container.traverse(types=[providers.Resource]))
 
 
-async def test_a_worker_closes_its_emitter_and_presence_and_opens_no_socket_services(
+async def test_a_worker_closes_its_emitter_and_opens_no_socket_services(
     tmp_path: Path, events: Events, fakes: dict[str, Any]
 ) -> None:
     container = build_container(distributed(tmp_path), role="worker")
@@ -225,14 +225,29 @@ async def test_a_worker_closes_its_emitter_and_presence_and_opens_no_socket_serv
             pass
 
     assert events[0] == "broker started"
-    # Presence tells the worker who is offline (webhooks' message.unread); no limiter.
-    assert sorted(events[1:]) == [
-        "broker closed",
-        "database closed",
-        "fan-out closed",
-        "presence closed",
-    ]
+    assert sorted(events[1:]) == ["broker closed", "database closed", "fan-out closed"]
     assert closed_before(events, "broker closed", "database closed", "fan-out closed")
+
+
+async def test_a_worker_with_webhook_subscribers_also_opens_presence_for_unread_events(
+    tmp_path: Path, events: Events, fakes: dict[str, Any]
+) -> None:
+    configured = settings(
+        tmp_path,
+        broker="rabbitmq",
+        socketio_manager="redis",
+        webhook_urls=["http://127.0.0.1:9/hook"],
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    container = build_container(configured, role="worker")
+
+    with overridden(container, fakes, events):
+        async with running(container):
+            pass
+
+    # Presence tells the worker who is offline (message.unread); still no limiter.
+    assert "presence closed" in events and "limiter closed" not in events
+    assert closed_before(events, "broker closed", "webhook outbox closed")
 
 
 async def test_with_webhook_subscribers_the_outbox_opens_first_and_closes_after_the_broker(

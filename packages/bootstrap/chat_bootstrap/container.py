@@ -14,6 +14,7 @@ can reach, so each one wraps whichever client its Selector picked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import socketio
 from dependency_injector import containers, providers
@@ -42,6 +43,7 @@ from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
 from chat_adapters.webhooks.sender import AiohttpWebhookSender
 from chat_bootstrap import lifecycles
 from chat_bootstrap.settings import Settings
+from chat_domain.ports.presence import PresenceTracker
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.ports.webhooks import WebhookEndpoint
 from chat_domain.usecases.accounts import (
@@ -92,6 +94,13 @@ def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
 def _webhook_endpoints(settings: Settings) -> list[WebhookEndpoint]:
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
     return endpoints_of(settings.webhook_urls, secret)
+
+
+def _presence_for_webhooks(
+    endpoints: list[WebhookEndpoint], presence: Callable[[], PresenceTracker]
+) -> PresenceTracker | None:
+    # Built (and so closed) only where it is asked: a worker with subscribers.
+    return presence() if endpoints else None
 
 
 ROLES = ("server", "worker", "admin")
@@ -302,9 +311,14 @@ class Container(containers.DeclarativeContainer):
     )
     fan_out = providers.Resource(lifecycles.closing, fan_out_manager)
     no_client: providers.Object[None] = providers.Object(None)
-    # The worker asks presence who is offline, for the webhooks' message.unread.
+    # A worker asks presence who is offline only for the webhooks' message.unread.
     presence_lifecycle = providers.Resource(
-        lifecycles.closing, providers.Selector(role, server=presence, worker=presence)
+        lifecycles.closing,
+        providers.Selector(
+            role,
+            server=presence,
+            worker=providers.Callable(_presence_for_webhooks, webhook_endpoints, presence.provider),
+        ),
     )
     rate_limiter_lifecycle = providers.Resource(
         lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
