@@ -139,12 +139,12 @@ class Settings(BaseSettings):
     webhook_retry_max_seconds: float = Field(
         60.0, ge=0, description="The longest pause, in seconds, between two webhook attempts."
     )
-    # Events a dispatcher holds at once (RabbitMQ prefetch), spread over per-room lanes.
+    # Outbox messages (each a stored batch's events) a dispatcher holds at once: prefetch.
     webhook_prefetch: int = Field(
         64,
         ge=1,
-        description="Webhook events the dispatcher works on at once, across rooms "
-        "(one at a time per room).",
+        description="Outbox messages (each the events of one stored batch or one change) "
+        "the webhook dispatcher works on at once, across rooms (one event at a time per room).",
     )
 
     # --- realtime -------------------------------------------------------------------

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
@@ -27,31 +28,54 @@ log = logging.getLogger(__name__)
 _ERRORS = (TimeoutError, AMQPError, ConnectionError, ChannelInvalidStateError)
 
 
-def encode(event: WebhookEvent) -> bytes:
-    return orjson.dumps(
-        {
-            "id": event.id,
-            "type": event.type,
-            "room_id": event.room_id,
-            "timestamp": event.timestamp,
-            "data": event.data,
-        }
-    )
+def _fields(event: WebhookEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "type": event.type,
+        "room_id": event.room_id,
+        "timestamp": event.timestamp,
+        "data": event.data,
+    }
 
 
-def decode(body: bytes) -> WebhookEvent:
-    raw: dict[str, Any] = orjson.loads(body)
-    return WebhookEvent(
-        str(raw["id"]), str(raw["type"]), str(raw["room_id"]), int(raw["timestamp"]), raw["data"]
-    )
+def encode(events: Sequence[WebhookEvent]) -> bytes:
+    """One AMQP message for a publish: a stored batch costs one confirm, not one per event."""
+    return orjson.dumps([_fields(e) for e in events])
+
+
+def decode(body: bytes) -> list[WebhookEvent]:
+    raws: list[dict[str, Any]] = orjson.loads(body)
+    events = [
+        WebhookEvent(
+            str(raw["id"]),
+            str(raw["type"]),
+            str(raw["room_id"]),
+            int(raw["timestamp"]),
+            raw["data"],
+        )
+        for raw in raws
+    ]
+    if not events:
+        raise ValueError("no event")
+    return events
+
+
+@dataclass
+class _Delivery:
+    """An AMQP message of several events: acknowledged once each was handled."""
+
+    incoming: AbstractIncomingMessage
+    left: int
 
 
 class RabbitMQWebhookOutbox(WebhookOutbox):
     """Events in the quorum queue ``{prefix}.webhooks``, dead letters in ``…webhooks.dead``.
 
-    The queue has a single active consumer, so one dispatcher (of all the workers)
-    delivers at a time and the others stand by. It takes up to ``prefetch`` events and
-    runs them in per-room lanes, acknowledging each once delivered or set aside: a room
+    Each ``publish`` is one AMQP message (a stored batch's events together). The queue
+    has a single active consumer, so one dispatcher (of all the workers) delivers at a
+    time and the others stand by. It takes up to ``prefetch`` messages and runs their
+    events in per-room lanes, acknowledging a message once each of its events was
+    delivered or set aside: a room
     keeps its order while a receiver stuck on one room does not hold the rest (until
     ``prefetch`` events wait behind stuck rooms). A dispatcher that stops hands back
     what it did not acknowledge; RabbitMQ redelivers it (duplicates share an id).
@@ -139,7 +163,7 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
             raise Unavailable("webhook outbox unavailable")
 
     async def publish(self, events: Sequence[WebhookEvent]) -> None:
-        await self._publish(self.queue_name, [(encode(e), e.id) for e in events])
+        await self._publish(self.queue_name, [(encode(events), events[0].id)] if events else [])
 
     async def _publish(self, queue: str, bodies: Sequence[tuple[bytes, str]]) -> None:
         if self._closed or self._setup is None:
@@ -183,24 +207,28 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
             self._consuming.set_result(None)
             raise
 
-        async def handle(incoming: AbstractIncomingMessage) -> None:
-            try:
-                event = decode(incoming.body)
-            except Exception:  # no attempt could ever succeed
-                log.error("undecodable webhook event %s set aside", incoming.message_id)
-                await self._publish(self.dead_letter_name, [(incoming.body, "")])
-            else:
-                await handler(event)
-            await incoming.ack()
+        async def handle(item: tuple[WebhookEvent, _Delivery]) -> None:
+            event, delivery = item
+            await handler(event)
+            delivery.left -= 1
+            if delivery.left == 0:
+                await delivery.incoming.ack()
 
-        lanes: RoomLanes[AbstractIncomingMessage] = RoomLanes(handle)
+        lanes: RoomLanes[tuple[WebhookEvent, _Delivery]] = RoomLanes(handle)
 
         async def arrive(incoming: AbstractIncomingMessage) -> None:
+            # Deliveries run as concurrent tasks (aiormq): nothing awaited before the
+            # lanes take the events, so they keep the queue's order.
             try:
-                room_id = str(orjson.loads(incoming.body)["room_id"])
-            except Exception:
-                room_id = ""  # undecodable: its own lane, set aside there
-            lanes.put(room_id, incoming)
+                events = decode(incoming.body)
+            except Exception:  # no attempt could ever succeed
+                log.error("undecodable webhook message %s set aside", incoming.message_id)
+                await self._publish(self.dead_letter_name, [(incoming.body, "")])
+                await incoming.ack()
+                return
+            delivery = _Delivery(incoming, len(events))
+            for event in events:
+                lanes.put(event.room_id, (event, delivery))
 
         try:
             tag = await queue.consume(arrive)
@@ -216,5 +244,5 @@ class RabbitMQWebhookOutbox(WebhookOutbox):
             self._consuming.set_result(None)
 
     async def set_aside(self, event: WebhookEvent, url: str, reason: str) -> None:
-        body = orjson.dumps({"event": orjson.loads(encode(event)), "url": url, "reason": reason})
+        body = orjson.dumps({"event": _fields(event), "url": url, "reason": reason})
         await self._publish(self.dead_letter_name, [(body, event.id)])
