@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.clients import Api, Socket
 from tests.support.cluster import Cluster, cluster
+from tests.support.metrics import scrape
 from tests.support.processes import ChatProcess, chat_serve
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
 from tests.support.webhook_receiver import Receiver
@@ -81,6 +82,7 @@ async def test_an_embedded_server_posts_every_event_signed_in_room_order(
         assert removed.status_code == 204
 
         await receiver.until(lambda: len(receiver.received) >= 14, WAIT)
+        metrics = await scrape(server.url)
     finally:
         if bob_socket is not None:
             await bob_socket.disconnect()
@@ -101,6 +103,8 @@ async def test_an_embedded_server_posts_every_event_signed_in_room_order(
     unread = [r.data for r in receiver.received if r.type == "message.unread"]
     assert {tuple(u["user_ids"]) for u in unread} == {(carol.id,)}
     assert len(receiver.unique_ids()) == len(receiver.received)
+    assert metrics['chat_webhook_attempts_total{outcome="delivered"}'] == 14
+    assert metrics['chat_webhook_events_announced_total{type="message.unread"}'] == 5
 
 
 async def test_a_receiver_that_never_answers_gets_dead_letters_and_chat_still_flows(
@@ -129,7 +133,10 @@ async def test_a_receiver_that_never_answers_gets_dead_letters_and_chat_still_fl
         await receiver.until(
             lambda: len(receiver.attempts) == 10 and set(receiver.attempts.values()) == {2}, WAIT
         )
-        assert server.log().count("set aside for") >= 9
+        metrics = await scrape(server.url)
+        assert metrics["chat_webhook_events_dead_lettered_total"] >= 9
+        assert metrics['chat_webhook_attempts_total{outcome="refused"}'] >= 19
+        assert metrics['chat_webhook_events_announced_total{type="message.new"}'] == 10
     finally:
         await api.close()
         await receiver.stop()

@@ -135,7 +135,7 @@ def overridden(container: Container, fakes: dict[str, Any], events: Events) -> I
         container.write_only_manager.override(fakes["manager"]),
         container.presence.override(fakes["presence"]),
         container.rate_limiter.override(fakes["limiter"]),
-        container.webhook_outbox.override(fakes["outbox"]),
+        container.webhook_outbox_adapter.override(fakes["outbox"]),
     ):
         yield
 

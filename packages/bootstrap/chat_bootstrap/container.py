@@ -39,6 +39,7 @@ from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
 from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
+from chat_adapters.webhooks.metered import MeteredWebhookOutbox, MeteredWebhookSender
 from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
 from chat_adapters.webhooks.sender import AiohttpWebhookSender
 from chat_bootstrap import lifecycles
@@ -269,7 +270,7 @@ class Container(containers.DeclarativeContainer):
 
     # --- webhooks: an outbox beside the broker, a dispatcher that POSTs (docs/webhooks.md)
     webhook_endpoints = providers.Singleton(_webhook_endpoints, settings)
-    webhook_outbox = providers.Selector(
+    webhook_outbox_adapter = providers.Selector(
         settings.provided.broker,
         memory=providers.Singleton(InMemoryWebhookOutbox),
         rabbitmq=providers.Singleton(
@@ -280,8 +281,13 @@ class Container(containers.DeclarativeContainer):
             publish_timeout=settings.provided.broker_publish_timeout,
         ),
     )
+    # Callers get both behind metered wrappers (announced, attempts, dead letters).
+    webhook_outbox = providers.Singleton(MeteredWebhookOutbox, inner=webhook_outbox_adapter)
     webhook_sender = providers.Singleton(
-        AiohttpWebhookSender, timeout=settings.provided.webhook_timeout_seconds
+        MeteredWebhookSender,
+        inner=providers.Singleton(
+            AiohttpWebhookSender, timeout=settings.provided.webhook_timeout_seconds
+        ),
     )
     webhook_announcements = providers.Singleton(
         WebhookAnnouncements,
