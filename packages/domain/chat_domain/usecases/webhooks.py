@@ -34,14 +34,6 @@ WEBHOOK_MESSAGE_DELETED = "message.deleted"
 WEBHOOK_MESSAGE_UNREAD = "message.unread"
 WEBHOOK_MEMBER_ADDED = "member.added"
 WEBHOOK_MEMBER_REMOVED = "member.removed"
-EVENT_TYPES = (
-    WEBHOOK_MESSAGE_NEW,
-    WEBHOOK_MESSAGE_UPDATED,
-    WEBHOOK_MESSAGE_DELETED,
-    WEBHOOK_MESSAGE_UNREAD,
-    WEBHOOK_MEMBER_ADDED,
-    WEBHOOK_MEMBER_REMOVED,
-)
 
 
 class WebhookAnnouncements:
@@ -154,10 +146,6 @@ class WebhookDispatcher:
         self._outbox, self._sender, self._endpoints = outbox, sender, tuple(endpoints)
         self._max_attempts, self._retry_base, self._retry_max = max_attempts, retry_base, retry_max
         self._sleep = sleep
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self._endpoints)
 
     async def run(self) -> None:
         """Deliver until the outbox is closed (returns at once with no endpoints)."""
