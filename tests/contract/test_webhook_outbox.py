@@ -69,8 +69,11 @@ async def rabbitmq_harness() -> AsyncIterator[Harness]:
     connection = await aio_pika.connect(url)
 
     async def on_dead(incoming: AbstractIncomingMessage) -> None:
-        letter: dict[str, Any] = orjson.loads(incoming.body)
-        dead.append((letter["event"]["id"], letter["url"]))
+        letter: Any = orjson.loads(incoming.body)
+        if isinstance(letter, dict) and "event" in letter:
+            dead.append((letter["event"]["id"], letter["url"]))
+        else:  # a message that was never an event list: set aside as it came
+            dead.append((incoming.body.decode(), ""))
         arrived.set()
         await incoming.ack()
 
@@ -259,3 +262,26 @@ async def test_a_rabbitmq_outbox_started_while_the_broker_is_down_refuses_publis
             await outbox.check()
     finally:
         await outbox.close()
+
+
+async def test_a_rabbitmq_message_that_is_no_event_is_set_aside_and_the_rest_delivered(
+    receiver: Receiver,
+) -> None:
+    async with rabbitmq_harness() as harness:
+        assert isinstance(harness.outbox, RabbitMQWebhookOutbox)
+        connection = await aio_pika.connect(require(RABBITMQ).url)
+        async with connection:
+            channel = await connection.channel()
+            await channel.default_exchange.publish(
+                aio_pika.Message(b'{"not": "a list"}'), routing_key=harness.outbox.queue_name
+            )
+        published = events(["room-a"], 2)
+        await harness.outbox.publish(published)
+        await receiver.start()
+
+        async with dispatching(harness, receiver):
+            await receiver.until(lambda: len(receiver.received) >= 2)
+            await until(lambda: len(harness.dead_letters()) >= 1, harness.dead_letter_arrived)
+
+        assert [r.id for r in receiver.received] == [e.id for e in published]
+        assert harness.dead_letters() == [('{"not": "a list"}', "")]
