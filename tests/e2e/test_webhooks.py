@@ -81,7 +81,7 @@ async def test_an_embedded_server_posts_every_event_signed_in_room_order(
         )
         assert removed.status_code == 204
 
-        await receiver.until(lambda: len(receiver.received) >= 14, WAIT)
+        await receiver.until(lambda: len(receiver.received) >= 17, WAIT)
         metrics = await scrape(server.url)
     finally:
         if bob_socket is not None:
@@ -90,6 +90,7 @@ async def test_an_embedded_server_posts_every_event_signed_in_room_order(
 
     assert receiver.unverified == 0
     assert [r.type for r in receiver.received] == [
+        *["member.added"] * 3,  # the room's creation: Alice, Bob, Carol
         *["message.new", "message.unread"] * 5,
         "message.updated",
         "message.deleted",
@@ -103,7 +104,7 @@ async def test_an_embedded_server_posts_every_event_signed_in_room_order(
     unread = [r.data for r in receiver.received if r.type == "message.unread"]
     assert {tuple(u["user_ids"]) for u in unread} == {(carol.id,)}
     assert len(receiver.unique_ids()) == len(receiver.received)
-    assert metrics['chat_webhook_attempts_total{outcome="delivered"}'] == 14
+    assert metrics['chat_webhook_attempts_total{outcome="delivered"}'] == 17
     assert metrics['chat_webhook_events_announced_total{type="message.unread"}'] == 5
 
 
@@ -169,7 +170,8 @@ async def test_a_worker_delivers_through_rabbitmq_once_the_receiver_is_back(
         await receiver.start()
         await receiver.until(lambda: receiver.refused >= 5, WAIT)
         receiver.mode = "accept"
-        await receiver.until(lambda: len(receiver.unique_ids()) >= 10, WAIT)
+        # The room's creation (2 member.added), then 5 message.new and 5 message.unread.
+        await receiver.until(lambda: len(receiver.unique_ids()) >= 12, WAIT)
     finally:
         await api.close()
         await receiver.stop()

@@ -18,7 +18,7 @@ from chat_domain.ports.webhooks import (
     WebhookSender,
 )
 from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage, StoreMessages
-from chat_domain.usecases.rooms import AddMember, RemoveMember
+from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, RemoveMember
 from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher
 from tests.unit.conftest import World
 
@@ -175,6 +175,23 @@ async def test_edits_deletes_and_membership_changes_are_announced(
     assert deleted == {"room_id": room.id, "id": message.id, "seq": message.seq}
     assert added == {"room_id": room.id, "user_id": carol.id, "by": alice.id}
     assert removed == {"room_id": room.id, "user_id": carol.id, "by": alice.id}
+
+
+async def test_a_new_group_room_announces_each_of_its_members_in_one_hand_off(
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements
+) -> None:
+    alice, bob, carol = [await world.user(n) for n in ("alice", "bob", "carol")]
+    create = CreateGroupRoom(
+        world.storage, world.notifier, world.clock, world.ids, webhooks=announcements
+    )
+
+    room = (await create(alice.id, "trip", [bob.id, carol.id])).room
+
+    assert [(e.type, e.data) for e in outbox.published] == [
+        ("member.added", {"room_id": room.id, "user_id": uid, "by": alice.id})
+        for uid in (alice.id, bob.id, carol.id)
+    ]
+    assert len({e.id for e in outbox.published}) == 3
 
 
 async def test_a_committed_edit_succeeds_though_the_outbox_is_down(

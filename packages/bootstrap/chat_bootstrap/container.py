@@ -381,6 +381,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         max_members=settings.provided.max_members_per_room,
         max_rooms_per_user=settings.provided.max_rooms_per_user,
+        webhooks=webhook_announcements,
     )
     open_direct_room = providers.Factory(
         OpenDirectRoom,

@@ -60,9 +60,11 @@ class CreateGroupRoom:
         ids: IdGenerator,
         max_members: int = 1000,
         max_rooms_per_user: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
         self._max_members, self._max_rooms = max_members, max_rooms_per_user
+        self._webhooks = webhooks
 
     async def __call__(self, creator_id: str, name: str, member_ids: Sequence[str]) -> RoomDetails:
         name = normalise_room_name(name)
@@ -86,6 +88,8 @@ class CreateGroupRoom:
             await self._notifier.emit_to_users(
                 [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
             )
+        if self._webhooks is not None:
+            await self._webhooks.members_added(room.id, [creator_id, *others], creator_id)
         return RoomDetails(room, members)
 
 

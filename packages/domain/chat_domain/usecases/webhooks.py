@@ -85,33 +85,57 @@ class WebhookAnnouncements:
         await self._outbox.publish(events)
 
     async def message_updated(self, message: Message) -> None:
+        if not self.enabled:
+            return
         edited = message.edited_at.isoformat() if message.edited_at else ""
+        data = message_view(message)
         await self._announce(
-            WEBHOOK_MESSAGE_UPDATED, message.room_id, message_view(message), message.id, edited
+            self._event(WEBHOOK_MESSAGE_UPDATED, message.room_id, data, message.id, edited)
         )
 
     async def message_deleted(self, room_id: str, message_id: str, seq: int | None) -> None:
-        data = {"room_id": room_id, "id": message_id, "seq": seq}
-        await self._announce(WEBHOOK_MESSAGE_DELETED, room_id, data, message_id)
-
-    async def member_added(self, room_id: str, user_id: str, by: str) -> None:
-        data = {"room_id": room_id, "user_id": user_id, "by": by}
-        await self._announce(WEBHOOK_MEMBER_ADDED, room_id, data, self._ids.new_id())
-
-    async def member_removed(self, room_id: str, user_id: str, by: str) -> None:
-        data = {"room_id": room_id, "user_id": user_id, "by": by}
-        await self._announce(WEBHOOK_MEMBER_REMOVED, room_id, data, self._ids.new_id())
-
-    async def _announce(self, type_: str, room_id: str, data: View, *fact: str) -> None:
-        """Request side: the change is committed already, so a failed hand-off cannot undo
-        it; it is logged (the event is lost) and the request still succeeds."""
         if not self.enabled:
             return
-        event = self._event(type_, room_id, data, *fact)
+        data = {"room_id": room_id, "id": message_id, "seq": seq}
+        await self._announce(self._event(WEBHOOK_MESSAGE_DELETED, room_id, data, message_id))
+
+    async def member_added(self, room_id: str, user_id: str, by: str) -> None:
+        await self.members_added(room_id, [user_id], by)
+
+    async def members_added(self, room_id: str, user_ids: Sequence[str], by: str) -> None:
+        """Users became members (a new group room's creator and members: one hand-off)."""
+        if not self.enabled:
+            return
+        await self._announce(
+            *(
+                self._event(
+                    WEBHOOK_MEMBER_ADDED,
+                    room_id,
+                    {"room_id": room_id, "user_id": uid, "by": by},
+                    self._ids.new_id(),
+                )
+                for uid in user_ids
+            )
+        )
+
+    async def member_removed(self, room_id: str, user_id: str, by: str) -> None:
+        if not self.enabled:
+            return
+        data = {"room_id": room_id, "user_id": user_id, "by": by}
+        await self._announce(self._event(WEBHOOK_MEMBER_REMOVED, room_id, data, self._ids.new_id()))
+
+    async def _announce(self, *events: WebhookEvent) -> None:
+        """Request side: the change is committed already, so a failed hand-off cannot undo
+        it; it is logged (the events are lost) and the request still succeeds."""
+        if not self.enabled or not events:
+            return
         try:
-            await self._outbox.publish([event])
+            await self._outbox.publish(events)
         except Unavailable as exc:
-            log.error("webhook event %s %s lost: outbox unavailable: %s", type_, event.id, exc)
+            for event in events:
+                log.error(
+                    "webhook event %s %s lost: outbox unavailable: %s", event.type, event.id, exc
+                )
 
     def _event(self, type_: str, room_id: str, data: View, *fact: str) -> WebhookEvent:
         event_id = "evt_" + self._ids.stable_id("webhook", type_, *fact)
