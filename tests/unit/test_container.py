@@ -21,6 +21,7 @@ from chat_adapters.memory.rate_limit import InMemoryRateLimiter
 from chat_adapters.rabbitmq.broker import RabbitMQBroker
 from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.redis_manager import SupervisedRedisManager
+from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
 from chat_bootstrap.container import Container, build_container
 from chat_bootstrap.runtime import running
 from chat_bootstrap.settings import Settings
@@ -83,6 +84,22 @@ class RecordingLimiter(InMemoryRateLimiter):
         self.events.append("limiter closed")
 
 
+class RecordingOutbox(InMemoryWebhookOutbox):
+    def __init__(self, events: Events) -> None:
+        super().__init__()
+        self.events = events
+
+    async def start(self) -> None:
+        self.events.append("webhook outbox started")
+
+    async def close(self) -> None:
+        await super().close()
+        self.events.append("webhook outbox closed")
+
+
+WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
 def closed_before(events: Events, first: str, *later: str) -> bool:
     return all(events.index(first) < events.index(other) for other in later)
 
@@ -99,6 +116,7 @@ def fakes(events: Events) -> dict[str, Any]:
         "manager": RecordingManager(events),
         "presence": RecordingPresence(events),
         "limiter": RecordingLimiter(events),
+        "outbox": RecordingOutbox(events),
     }
 
 
@@ -117,6 +135,7 @@ def overridden(container: Container, fakes: dict[str, Any], events: Events) -> I
         container.write_only_manager.override(fakes["manager"]),
         container.presence.override(fakes["presence"]),
         container.rate_limiter.override(fakes["limiter"]),
+        container.webhook_outbox_adapter.override(fakes["outbox"]),
     ):
         yield
 
@@ -208,6 +227,55 @@ async def test_a_worker_closes_its_emitter_and_opens_no_socket_services(
     assert events[0] == "broker started"
     assert sorted(events[1:]) == ["broker closed", "database closed", "fan-out closed"]
     assert closed_before(events, "broker closed", "database closed", "fan-out closed")
+
+
+async def test_a_worker_with_webhook_subscribers_also_opens_presence_for_unread_events(
+    tmp_path: Path, events: Events, fakes: dict[str, Any]
+) -> None:
+    configured = settings(
+        tmp_path,
+        broker="rabbitmq",
+        socketio_manager="redis",
+        webhook_urls=["http://127.0.0.1:9/hook"],
+        webhook_secret=WEBHOOK_SECRET,
+    )
+    container = build_container(configured, role="worker")
+
+    with overridden(container, fakes, events):
+        async with running(container):
+            pass
+
+    # Presence tells the worker who is offline (message.unread); still no limiter.
+    assert "presence closed" in events and "limiter closed" not in events
+    assert closed_before(events, "broker closed", "webhook outbox closed")
+
+
+async def test_with_webhook_subscribers_the_outbox_opens_first_and_closes_after_the_broker(
+    tmp_path: Path, events: Events, fakes: dict[str, Any]
+) -> None:
+    configured = settings(
+        tmp_path, webhook_urls=["http://127.0.0.1:9/hook"], webhook_secret=WEBHOOK_SECRET
+    )
+    container = build_container(configured, role="server")
+
+    with overridden(container, fakes, events):
+        async with running(container):
+            assert events == ["webhook outbox started", "broker started"]
+
+    # The batch in hand when the broker closes is still announced to the outbox.
+    assert closed_before(events, "broker closed", "webhook outbox closed")
+
+
+async def test_without_webhook_subscribers_the_outbox_is_never_opened(
+    tmp_path: Path, events: Events, fakes: dict[str, Any]
+) -> None:
+    container = build_container(settings(tmp_path), role="server")
+
+    with overridden(container, fakes, events):
+        async with running(container):
+            pass
+
+    assert not any("webhook" in e for e in events)
 
 
 async def test_a_failed_start_closes_what_had_opened(

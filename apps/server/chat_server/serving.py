@@ -131,8 +131,11 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
         app = OpenWebsockets(create_app(container))
         sio = container.socketio_server()
         consuming: asyncio.Task[None] | None = None
+        dispatching: asyncio.Task[None] | None = None
         if settings.embedded_worker:
             consuming = asyncio.create_task(container.consumer().run())
+            # Webhooks leave from here too, beside (never in) the store path.
+            dispatching = asyncio.create_task(container.webhook_dispatcher().run())
 
         async def shutdown_trigger() -> None:
             await stop.wait()
@@ -174,4 +177,6 @@ async def run_server(settings: Settings, host: str, port: int) -> None:
     # Leaving `running` closed the broker, which ended the consumer after the message in hand.
     if consuming is not None:
         await asyncio.gather(consuming, return_exceptions=True)
+    if dispatching is not None:
+        await asyncio.gather(dispatching, return_exceptions=True)
     log.info("server stopped")

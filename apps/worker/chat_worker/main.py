@@ -38,12 +38,16 @@ async def run_worker(settings: Settings) -> None:
             watched.add(serving_ops)  # a port that cannot be bound stops the worker
         freeze_startup_heap()
         consuming = asyncio.create_task(container.consumer().run())
+        # Beside the consumer, never in its path: returns at once with no subscribers.
+        dispatching = asyncio.create_task(container.webhook_dispatcher().run())
         stopping = asyncio.create_task(stop.wait())
         await asyncio.wait({consuming, stopping, *watched}, return_when=asyncio.FIRST_COMPLETED)
         log.info("stopping: finishing the message in hand")
         stopping.cancel()
     # Leaving `running` closed the broker: the message in hand was stored and acked.
     await asyncio.gather(consuming, return_exceptions=True)
+    # Leaving `running` closed the webhook outbox too: undelivered events wait in RabbitMQ.
+    await asyncio.gather(dispatching, return_exceptions=True)
     ops_stop.set()
     for task in (consuming, serving_ops):
         if task is not None and task.done() and not task.cancelled() and task.exception():

@@ -14,6 +14,7 @@ can reach, so each one wraps whichever client its Selector picked.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import socketio
 from dependency_injector import containers, providers
@@ -38,9 +39,15 @@ from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
 from chat_adapters.system import SystemClock, UuidGenerator
+from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
+from chat_adapters.webhooks.metered import MeteredWebhookOutbox, MeteredWebhookSender
+from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
+from chat_adapters.webhooks.sender import AiohttpWebhookSender
 from chat_bootstrap import app_auth, lifecycles
 from chat_bootstrap.settings import Settings
+from chat_domain.ports.presence import PresenceTracker
 from chat_domain.ports.rate_limit import RateRule
+from chat_domain.ports.webhooks import WebhookEndpoint
 from chat_domain.usecases.accounts import (
     DeactivateUser,
     FindEndedSessions,
@@ -94,6 +101,7 @@ from chat_domain.usecases.server_api import (
     ReadRoomHistory,
     SetRoomMembers,
 )
+from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher, endpoints_of
 
 socketio_logger = logging.getLogger("chat.socketio")
 # engine.io's and python-socketio's own records: they log every packet at INFO, so only
@@ -107,6 +115,18 @@ def _origins_or_same_origin(origins: list[str]) -> list[str] | None:
     # engine.io reads [] as "CORS handling off", which lets every web page open a socket;
     # None is "same origin only", the safe default when no origin is configured.
     return list(origins) or None
+
+
+def _webhook_endpoints(settings: Settings) -> list[WebhookEndpoint]:
+    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else ""
+    return endpoints_of(settings.webhook_urls, secret)
+
+
+def _presence_for_webhooks(
+    endpoints: list[WebhookEndpoint], presence: Callable[[], PresenceTracker]
+) -> PresenceTracker | None:
+    # Built (and so closed) only where it is asked: a worker with subscribers.
+    return presence() if endpoints else None
 
 
 ROLES = ("server", "worker", "admin")
@@ -281,6 +301,46 @@ class Container(containers.DeclarativeContainer):
         ),
     )
 
+    # --- webhooks: an outbox beside the broker, a dispatcher that POSTs (docs/webhooks.md)
+    webhook_endpoints = providers.Singleton(_webhook_endpoints, settings)
+    webhook_outbox_adapter = providers.Selector(
+        settings.provided.broker,
+        memory=providers.Singleton(InMemoryWebhookOutbox),
+        rabbitmq=providers.Singleton(
+            RabbitMQWebhookOutbox,
+            url=settings.provided.rabbitmq_url,
+            prefix=settings.provided.rabbitmq_prefix,
+            prefetch=settings.provided.webhook_prefetch,
+            publish_timeout=settings.provided.broker_publish_timeout,
+        ),
+    )
+    # Callers get both behind metered wrappers (announced, attempts, dead letters).
+    webhook_outbox = providers.Singleton(MeteredWebhookOutbox, inner=webhook_outbox_adapter)
+    webhook_sender = providers.Singleton(
+        MeteredWebhookSender,
+        inner=providers.Singleton(
+            AiohttpWebhookSender, timeout=settings.provided.webhook_timeout_seconds
+        ),
+    )
+    webhook_announcements = providers.Singleton(
+        WebhookAnnouncements,
+        outbox=webhook_outbox,
+        presence=presence,
+        clock=clock,
+        ids=ids,
+        endpoints=webhook_endpoints,
+    )
+    # One per process that consumes (the worker's, or the server's in embedded mode).
+    webhook_dispatcher = providers.Singleton(
+        WebhookDispatcher,
+        outbox=webhook_outbox,
+        sender=webhook_sender,
+        endpoints=webhook_endpoints,
+        max_attempts=settings.provided.webhook_max_attempts,
+        retry_base=settings.provided.webhook_retry_base_seconds,
+        retry_max=settings.provided.webhook_retry_max_seconds,
+    )
+
     # --- lifecycles: opened by init_resources, closed by shutdown_resources ----------
     # Trailing arguments order them (chat_bootstrap.lifecycles): the broker starts after,
     # and closes before, the database and the fan-out, so the message in hand is still
@@ -290,13 +350,30 @@ class Container(containers.DeclarativeContainer):
     )
     fan_out = providers.Resource(lifecycles.closing, fan_out_manager)
     no_client: providers.Object[None] = providers.Object(None)
+    # A worker asks presence who is offline only for the webhooks' message.unread.
     presence_lifecycle = providers.Resource(
-        lifecycles.closing, providers.Selector(role, server=presence, worker=no_client)
+        lifecycles.closing,
+        providers.Selector(
+            role,
+            server=presence,
+            worker=providers.Callable(_presence_for_webhooks, webhook_endpoints, presence.provider),
+        ),
     )
     rate_limiter_lifecycle = providers.Resource(
         lifecycles.closing, providers.Selector(role, server=rate_limiter, worker=no_client)
     )
-    running_broker = providers.Resource(lifecycles.running_broker, broker, database, fan_out)
+    # The sender outlives the outbox (whose dispatcher may be mid-POST), and the outbox
+    # the broker (a batch in hand is announced after it is stored).
+    webhook_sender_lifecycle = providers.Resource(lifecycles.closing, webhook_sender)
+    running_webhook_outbox = providers.Resource(
+        lifecycles.running_webhook_outbox,
+        webhook_outbox,
+        providers.Callable(bool, webhook_endpoints),
+        webhook_sender_lifecycle,
+    )
+    running_broker = providers.Resource(
+        lifecycles.running_broker, broker, database, fan_out, running_webhook_outbox
+    )
     # The admin role's broker, alone (no database, no fan-out, nothing consumed): for
     # `chat dead-letters` to list and replay what the workers set aside. Nothing in the
     # other roles, whose broker runs above.
@@ -368,6 +445,7 @@ class Container(containers.DeclarativeContainer):
         ids=ids,
         max_members=settings.provided.max_members_per_room,
         max_rooms_per_user=settings.provided.max_rooms_per_user,
+        webhooks=webhook_announcements,
     )
     open_direct_room = providers.Factory(
         OpenDirectRoom,
@@ -385,8 +463,11 @@ class Container(containers.DeclarativeContainer):
         notifier=notifier,
         clock=clock,
         max_members=settings.provided.max_members_per_room,
+        webhooks=webhook_announcements,
     )
-    remove_member = providers.Factory(RemoveMember, uow=uow, notifier=notifier, clock=clock)
+    remove_member = providers.Factory(
+        RemoveMember, uow=uow, notifier=notifier, clock=clock, webhooks=webhook_announcements
+    )
     transfer_ownership = providers.Factory(TransferOwnership, uow=uow, notifier=notifier)
     block_user = providers.Factory(BlockUser, uow=uow, notifier=notifier, clock=clock)
     unblock_user = providers.Factory(UnblockUser, uow=uow, presence=presence, notifier=notifier)
@@ -435,7 +516,9 @@ class Container(containers.DeclarativeContainer):
     list_seed_clients = providers.Factory(ListSeedClients, uow=uow, directory=seed_directory)
     # One per process: it remembers the names it read.
     name_seed_senders = providers.Singleton(NameSeedSenders, uow=uow, directory=seed_directory)
-    store_messages = providers.Factory(StoreMessages, uow=uow, notifier=notifier)
+    store_messages = providers.Factory(
+        StoreMessages, uow=uow, notifier=notifier, webhooks=webhook_announcements
+    )
     # One per process (the worker's, or the server's in embedded mode): it queues batches.
     consumer = providers.Singleton(MessageConsumer, broker=broker, store_messages=store_messages)
     list_history = providers.Factory(ListHistory, uow=uow)
@@ -446,8 +529,11 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         limiter=rate_limiter,
         rate_rule=send_rate,
+        webhooks=webhook_announcements,
     )
-    delete_message = providers.Factory(DeleteMessage, uow=uow, notifier=notifier)
+    delete_message = providers.Factory(
+        DeleteMessage, uow=uow, notifier=notifier, webhooks=webhook_announcements
+    )
     move_marker = providers.Factory(
         MoveMarker, uow=uow, notifier=notifier, limiter=rate_limiter, rate_rule=receipt_rate
     )
@@ -478,6 +564,7 @@ class Container(containers.DeclarativeContainer):
         notifier=notifier,
         clock=clock,
         max_members=settings.provided.max_members_per_room,
+        webhooks=webhook_announcements,
     )
     # A singleton: it remembers that the system sender exists.
     post_server_message = providers.Singleton(

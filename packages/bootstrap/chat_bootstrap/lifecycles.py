@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from chat_adapters.sql.checkpoints import checkpointing
 from chat_adapters.sql.migrate import migrate
 from chat_domain.ports.broker import MessageBroker
+from chat_domain.ports.webhooks import WebhookOutbox
 
 log = logging.getLogger("chat.runtime")
 
@@ -58,3 +59,17 @@ async def closing(client: Closable | None, *outlived_by: object) -> AsyncIterato
     finally:
         if client is not None:
             await client.close()
+
+
+async def running_webhook_outbox(
+    outbox: WebhookOutbox, enabled: bool, *outlived_by: object
+) -> AsyncIterator[None]:
+    """The webhook outbox connected while the process runs, if anyone subscribed."""
+    if not enabled:
+        yield
+        return
+    await outbox.start()
+    try:
+        yield
+    finally:
+        await outbox.close()

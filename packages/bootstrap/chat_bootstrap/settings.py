@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from chat_adapters.webhooks.signing import secret_key as webhook_secret_key
+
 MIN_PRODUCTION_KEY_LENGTH = 32
 MIN_SEED_KEY_LENGTH = 16
 DEFAULT_SQLITE_URL = "sqlite+aiosqlite:///./var/chat.db"
@@ -106,6 +108,44 @@ class Settings(BaseSettings):
         ge=0,
         le=65535,
         description="Port of a `chat worker`'s operations endpoints (0: none).",
+    )
+
+    # --- webhooks (docs/webhooks.md) ------------------------------------------------
+    # Subscriber URLs, comma-separated; empty: no webhooks, no outbox traffic.
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Webhook subscriber URLs (http/https), comma-separated or a JSON list; "
+        "every event goes to each. Empty: no webhooks.",
+        json_schema_extra=_example("https://push.example.com/chat-events"),
+    )
+    # The Standard Webhooks signing secret: `whsec_` + base64 of 16+ random bytes.
+    webhook_secret: SecretStr | None = Field(
+        None,
+        description="Secret the webhooks are signed with: `whsec_` and base64 of 16+ random "
+        "bytes (Standard Webhooks). Required with `CHAT_WEBHOOK_URLS`.",
+        json_schema_extra=_example("whsec_<base64 of 32 random bytes>"),
+    )
+    # Seconds one POST may take in all before it counts as failed.
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, description="Seconds one webhook POST may take before it counts as failed."
+    )
+    # POSTs of one event to one endpoint before it is dead-lettered.
+    webhook_max_attempts: int = Field(
+        8, ge=1, description="Attempts to deliver an event to an endpoint before dead-lettering it."
+    )
+    # Seconds before the first retry; doubles each attempt up to the maximum.
+    webhook_retry_base_seconds: float = Field(
+        1.0, ge=0, description="Seconds before a webhook's first retry; doubles each attempt."
+    )
+    webhook_retry_max_seconds: float = Field(
+        60.0, ge=0, description="The longest pause, in seconds, between two webhook attempts."
+    )
+    # Outbox messages (each a stored batch's events) a dispatcher holds at once: prefetch.
+    webhook_prefetch: int = Field(
+        64,
+        ge=1,
+        description="Outbox messages (each the events of one stored batch or one change) "
+        "the webhook dispatcher works on at once, across rooms (one event at a time per room).",
     )
 
     # --- realtime -------------------------------------------------------------------
@@ -401,14 +441,14 @@ class Settings(BaseSettings):
     def _jwks_scheme(cls, value: str | None) -> str | None:
         return None if value is None else _require_scheme(value, ("https", "http"))
 
-    @field_validator("cors_origins", mode="before")
+    @field_validator("cors_origins", "webhook_urls", mode="before")
     @classmethod
-    def _split_origins(cls, value: Any) -> Any:
+    def _split_list(cls, value: Any) -> Any:
         if isinstance(value, str):
             text = value.strip()
             if text.startswith("["):
                 return json.loads(text)
-            return [origin.strip() for origin in text.split(",") if origin.strip()]
+            return [item.strip() for item in text.split(",") if item.strip()]
         return value
 
     @field_validator("cors_origins")
@@ -423,6 +463,22 @@ class Settings(BaseSettings):
                     f"{origin!r} is not an origin: scheme and host only, like https://a.example"
                 )
         return origins
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _webhook_urls_are_http(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _webhook_secret_format(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            webhook_secret_key(value.get_secret_value())
+        return value
 
     @model_validator(mode="after")
     def _coherent(self) -> Settings:
@@ -444,6 +500,12 @@ class Settings(BaseSettings):
             )
         if self.auth_mode != "accounts":
             self._check_app_tokens()
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError("CHAT_WEBHOOK_URLS needs CHAT_WEBHOOK_SECRET (whsec_ and base64)")
+        if self.webhook_retry_max_seconds < self.webhook_retry_base_seconds:
+            raise ValueError(
+                "CHAT_WEBHOOK_RETRY_MAX_SECONDS must be at least CHAT_WEBHOOK_RETRY_BASE_SECONDS"
+            )
         if self.env == "production":
             key = self.secret_key.get_secret_value() if self.secret_key else ""
             if len(key) < MIN_PRODUCTION_KEY_LENGTH:

@@ -75,7 +75,7 @@ def describe(error: ValidationError) -> list[str]:
             continue
         field = location[0]
         info = Settings.model_fields.get(field)
-        shown = _shown(item.get("input"), secret=field == "secret_key")
+        shown = _shown(item.get("input"), secret=field in ("secret_key", "webhook_secret"))
         example = f" (for example {variable(field)}={example_value(info)})" if info else ""
         lines.append(f"{variable(field)}={shown}: {_plain(message)}{example}")
     return lines

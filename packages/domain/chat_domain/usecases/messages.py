@@ -14,6 +14,7 @@ from chat_domain.ports.storage import UnitOfWorkFactory, numbered_in_order
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.text import client_token, is_id
 from chat_domain.usecases.access import require_member
+from chat_domain.usecases.webhooks import WebhookAnnouncements
 from chat_domain.views import message_view
 
 MESSAGE_NEW = "message:new"
@@ -95,10 +96,19 @@ class StoreMessages:
     Safe to run again for the same messages (a broker redelivery after a crash): each is
     stored once, and emitted again so that no member misses it (clients dedupe by id).
     Returns the stored messages in the order given.
+
+    With ``webhooks``, the stored batch is then announced to webhook subscribers (handed
+    to their outbox, never POSTed here); if the outbox cannot take it, this raises and
+    the broker hands the batch over again (stored once, emitted and announced again).
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
-        self._uow, self._notifier = uow, notifier
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        webhooks: WebhookAnnouncements | None = None,
+    ) -> None:
+        self._uow, self._notifier, self._webhooks = uow, notifier, webhooks
 
     async def __call__(self, accepted: Sequence[Message]) -> list[Message]:
         batch = list({m.id: m for m in accepted}.values())  # one id twice: stored once
@@ -114,6 +124,8 @@ class StoreMessages:
                 for m in batch
             ]
         )
+        if self._webhooks is not None:
+            await self._webhooks.messages_stored([stored[m.id] for m in batch], members)
         return [stored[m.id] for m in accepted]
 
     async def _store_all(self, batch: list[Message]) -> tuple[_ById, _MembersByRoom]:
@@ -223,9 +235,11 @@ class EditMessage:
         clock: Clock,
         limiter: RateLimiter | None = None,
         rate_rule: RateRule | None = None,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
         self._limiter, self._rate_rule = limiter, rate_rule
+        self._webhooks = webhooks
 
     async def __call__(self, user_id: str, room_id: str, message_id: str, body: str) -> Message:
         body = normalise_body(body)
@@ -246,14 +260,21 @@ class EditMessage:
             member_ids = await uow.rooms.member_ids(room_id)
             await uow.commit()
         await self._notifier.emit_to_users(member_ids, MESSAGE_UPDATED, message_view(message))
+        if self._webhooks is not None:
+            await self._webhooks.message_updated(message)
         return message
 
 
 class DeleteMessage:
     """The sender or the room's owner deletes; a tombstone keeps the ``seq``."""
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier) -> None:
-        self._uow, self._notifier = uow, notifier
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        webhooks: WebhookAnnouncements | None = None,
+    ) -> None:
+        self._uow, self._notifier, self._webhooks = uow, notifier, webhooks
 
     async def __call__(self, user_id: str, room_id: str, message_id: str) -> None:
         async with self._uow() as uow:
@@ -271,3 +292,5 @@ class DeleteMessage:
         await self._notifier.emit_to_users(
             member_ids, MESSAGE_DELETED, {"room_id": room_id, "id": message_id, "seq": message.seq}
         )
+        if self._webhooks is not None:
+            await self._webhooks.message_deleted(room_id, message_id, message.seq)

@@ -22,6 +22,7 @@ from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.text import is_id
 from chat_domain.usecases.access import require_member
 from chat_domain.usecases.consent import require_may_add_back, require_not_blocked
+from chat_domain.usecases.webhooks import WebhookAnnouncements
 
 MEMBER_ADDED = "room:member_added"
 MEMBER_REMOVED = "room:member_removed"
@@ -59,9 +60,11 @@ class CreateGroupRoom:
         ids: IdGenerator,
         max_members: int = 1000,
         max_rooms_per_user: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
         self._max_members, self._max_rooms = max_members, max_rooms_per_user
+        self._webhooks = webhooks
 
     async def __call__(self, creator_id: str, name: str, member_ids: Sequence[str]) -> RoomDetails:
         name = normalise_room_name(name)
@@ -85,6 +88,8 @@ class CreateGroupRoom:
             await self._notifier.emit_to_users(
                 [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
             )
+        if self._webhooks is not None:
+            await self._webhooks.members_added(room.id, [creator_id, *others], creator_id)
         return RoomDetails(room, members)
 
 
@@ -201,9 +206,10 @@ class AddMember:
         notifier: RealtimeNotifier,
         clock: Clock,
         max_members: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
-        self._max_members = max_members
+        self._max_members, self._webhooks = max_members, webhooks
 
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> tuple[Member, bool]:
         """The member and whether they were added now."""
@@ -230,6 +236,8 @@ class AddMember:
         await self._notifier.emit_to_users(
             [*member_ids, user_id], MEMBER_ADDED, {"room_id": room_id, "user_id": user_id}
         )
+        if self._webhooks is not None:
+            await self._webhooks.member_added(room_id, user_id, actor_id)
         return Member(membership, user.username), True
 
 
@@ -241,8 +249,15 @@ class RemoveMember:
     room with members always has someone to administer it.
     """
 
-    def __init__(self, uow: UnitOfWorkFactory, notifier: RealtimeNotifier, clock: Clock) -> None:
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        notifier: RealtimeNotifier,
+        clock: Clock,
+        webhooks: WebhookAnnouncements | None = None,
+    ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
+        self._webhooks = webhooks
 
     async def __call__(self, actor_id: str, room_id: str, user_id: str) -> None:
         async with self._uow() as uow:
@@ -262,6 +277,8 @@ class RemoveMember:
         await self._notifier.emit_to_users(
             member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
         )
+        if self._webhooks is not None:
+            await self._webhooks.member_removed(room_id, user_id, actor_id)
 
 
 class TransferOwnership:

@@ -37,12 +37,15 @@ from chat_domain.usecases.rooms import (
     CreateGroupRoom,
     RoomDetails,
 )
+from chat_domain.usecases.webhooks import WebhookAnnouncements
 
 # The sender of the app's own messages (announcements, notices): a user nobody logs in as,
 # made on first use, member of no room.
 SYSTEM_USER_ID = "system"
 SYSTEM_USERNAMES = ("system", "system-messages", "system-chat-server")
 SYSTEM_DISPLAY_NAME = "System"
+# Who made a change through the server API, as webhooks name it ("by"): the app's backend.
+SERVER_API_ACTOR = "server-api"
 NO_PASSWORD = "!system"
 
 
@@ -71,9 +74,10 @@ class SetRoomMembers:
         notifier: RealtimeNotifier,
         clock: Clock,
         max_members: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock = uow, notifier, clock
-        self._max_members = max_members
+        self._max_members, self._webhooks = max_members, webhooks
 
     async def __call__(self, room_id: str, member_ids: Sequence[str]) -> RoomDetails:
         wanted = list(dict.fromkeys(member_ids))
@@ -115,6 +119,11 @@ class SetRoomMembers:
             await self._notifier.emit_to_users(
                 sorted(current), MEMBER_REMOVED, {"room_id": room_id, "user_id": uid}
             )
+        if self._webhooks is not None:  # "by" the app's backend, through the server API
+            if added:
+                await self._webhooks.members_added(room_id, added, SERVER_API_ACTOR)
+            for uid in removed:
+                await self._webhooks.member_removed(room_id, uid, SERVER_API_ACTOR)
         return RoomDetails(room, after)
 
 
