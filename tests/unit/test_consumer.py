@@ -9,6 +9,7 @@ import pytest
 
 from chat_adapters.memory.broker import InMemoryBroker
 from chat_domain.entities import Message
+from chat_domain.ports.broker import MessageBatchHandler
 from chat_domain.usecases.consuming import MessageConsumer
 from chat_domain.usecases.messages import StoreMessages
 from tests.unit.conftest import World
@@ -140,3 +141,40 @@ async def test_a_bad_message_in_a_rooms_batch_fails_alone_and_the_room_keeps_its
     # The batch of three failed, then each alone: first, bad twice (max_attempts), last.
     assert store.batches == [3, 1, 1, 1, 1]
     assert [d.message for d in await broker.dead_letters(10)] == [bad]
+
+
+class HandOverWatch(InMemoryBroker):
+    """The embedded broker, telling when it has handed the consumer a batch."""
+
+    def __init__(self, partitions: int) -> None:
+        super().__init__(partitions=partitions)
+        self.handed = 0
+        self.handed_one = asyncio.Event()
+
+    async def consume(self, handler: MessageBatchHandler) -> None:
+        async def watched(batch: Sequence[Message]) -> None:
+            self.handed += 1
+            self.handed_one.set()
+            await handler(batch)
+
+        await super().consume(watched)
+
+
+@pytest.mark.parametrize(("linger", "transactions"), [(0.0, [1, 1]), (2.0, [2])])
+async def test_a_lingering_consumer_stores_a_batch_that_came_soon_after_in_the_same_transaction(
+    world: World, linger: float, transactions: list[int]
+) -> None:
+    alice = await world.user("alice")
+    rooms = [await world.room(alice, name=f"r{i}") for i in range(2)]
+    broker = HandOverWatch(partitions=64)
+    store = ObservedStore(world)
+    consuming = asyncio.create_task(MessageConsumer(broker, store, linger_seconds=linger).run())
+    messages = [Message(world.ids.new_id(), r.id, alice.id, "hi", world.clock.now()) for r in rooms]
+    await broker.publish(messages[0])
+    await asyncio.wait_for(broker.handed_one.wait(), WAIT_S)  # its flush has begun
+    await broker.publish(messages[1])  # a partition of its own (asserted below)
+    await world.notifier.wait_for(alice.id, "message:new", 2, WAIT_S)
+    await broker.close()
+    await consuming
+    assert broker.handed == 2
+    assert store.batches == transactions

@@ -173,6 +173,15 @@ def test_a_worker_emits_through_a_write_only_redis_manager(tmp_path: Path) -> No
     assert isinstance(container.consumer(), MessageConsumer)
 
 
+def test_only_a_worker_lingers_before_its_transactions(tmp_path: Path) -> None:
+    tuned = settings(tmp_path, broker="rabbitmq", socketio_manager="redis")
+    tuned.worker_linger_seconds = 0.05
+
+    assert build_container(tuned, role="worker").consumer()._linger == 0.05
+    # The embedded consumer stores its node's sends at once.
+    assert build_container(tuned, role="server").consumer()._linger == 0.0
+
+
 @pytest.mark.parametrize(
     ("fields", "refusal"),
     [

@@ -520,7 +520,15 @@ class Container(containers.DeclarativeContainer):
         StoreMessages, uow=uow, notifier=notifier, webhooks=webhook_announcements
     )
     # One per process (the worker's, or the server's in embedded mode): it queues batches.
-    consumer = providers.Singleton(MessageConsumer, broker=broker, store_messages=store_messages)
+    consumer = providers.Singleton(
+        MessageConsumer,
+        broker=broker,
+        store_messages=store_messages,
+        # The worker's only: the embedded consumer answers its node's sends at once.
+        linger_seconds=providers.Selector(
+            role, worker=settings.provided.worker_linger_seconds, server=providers.Object(0.0)
+        ),
+    )
     list_history = providers.Factory(ListHistory, uow=uow)
     edit_message = providers.Factory(
         EditMessage,

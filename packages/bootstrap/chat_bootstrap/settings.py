@@ -92,6 +92,14 @@ class Settings(BaseSettings):
         description="Seconds a send waits for the broker's confirm before answering 503.",
     )
 
+    worker_linger_seconds: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="Seconds an idle `chat worker` waits for more messages before storing "
+        "what arrived in one transaction (0: at once): fewer transactions at a modest rate, "
+        "for at most that much more delivery latency.",
+    )
     worker_lease_seconds: float = Field(
         4.0,
         gt=0,

@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
+import asyncpg
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.sql import Executable
 
+from chat_adapters.sql import driver_lane, message_batches, send_checks
 from chat_adapters.sql import engine as engines
-from chat_adapters.sql import message_batches, send_checks
 from chat_adapters.sql.errors import connecting, translate_errors
 from chat_adapters.sql.repositories import (
     SqlAlchemyApiKeyRepository,
@@ -159,13 +160,17 @@ class SqlAlchemyUnitOfWorkFactory(UnitOfWorkFactory):
         if not by_room:
             return [], {}
         # One statement in autocommit: atomic by itself, and one round trip, not four.
-        unit = SqlAlchemyUnitOfWork(self._reading_engine, self._clock, read_only=True)
-        async with unit:
-            result = await unit.execute(
-                message_batches.STORE_NEW_MESSAGES,
-                message_batches.store_new_messages_parameters(by_room, self._clock.now()),
+        parameters = message_batches.store_new_messages_parameters(by_room, self._clock.now())
+
+        async def store(driver: asyncpg.Connection) -> list[asyncpg.Record]:
+            rows: list[asyncpg.Record] = await driver.fetch(
+                message_batches.STORE_NEW_MESSAGES, *parameters
             )
-            rows = result.all()
+            return rows
+
+        # Run again after a connection died under it, it is stored or it conflicts with
+        # its own first run (Conflict: the caller then stores what is not stored yet).
+        rows = await driver_lane.on_driver(self._engine, store)
         return message_batches.stored_batch(by_room, rows)
 
     async def check(self) -> None:
