@@ -114,6 +114,13 @@ REST_ROWS = [
     ),
     Row(
         "POST",
+        "/api/v1/server/users/<user_id>/deactivate",
+        "users:write",
+        200,
+        lambda w: ("POST", f"/api/v1/server/users/{w.member.id}/deactivate", {}),
+    ),
+    Row(
+        "POST",
         "/api/v1/server/rooms",
         "rooms:write",
         201,
@@ -295,3 +302,29 @@ async def test_the_app_runs_a_room_for_its_users(server: ChatProcess, api: Api, 
         assert refused.status_code == 404  # no longer a member
     finally:
         await socket.disconnect()
+
+
+async def test_the_app_deactivates_a_user_whose_token_then_fails(
+    server: ChatProcess, api: Api, keys: Keys
+) -> None:
+    ann = await api.signup("ann")
+    assert (await api.http.get("/api/v1/users/me", headers=ann.headers)).status_code == 200
+    r = await api.http.post(
+        f"/api/v1/server/users/{ann.id}/deactivate", headers=headers_of(keys.everything)
+    )
+    assert r.status_code == 200 and r.json()["user"]["id"] == ann.id
+    again = await api.http.post(
+        f"/api/v1/server/users/{ann.id}/deactivate", headers=headers_of(keys.everything)
+    )
+    assert again.status_code == 200  # deactivating twice changes nothing
+    # The node that served the token rechecks the user within CHAT_SESSION_RECHECK_SECONDS;
+    # a login is refused at once.
+    password = "correct horse battery"  # tests.support.clients.Api.signup's
+    login = await api.http.post(
+        "/api/v1/auth/login", json={"username": ann.username, "password": password}
+    )
+    assert login.status_code == 401
+    unknown = await api.http.post(
+        f"/api/v1/server/users/{uuid.uuid4()}/deactivate", headers=headers_of(keys.everything)
+    )
+    assert unknown.status_code == 404

@@ -88,6 +88,7 @@ SUCCESS: dict[str, dict[int, Answer]] = {
     "api.messages.edit": {200: answers.MessageAnswer},
     "api.messages.delete": {204: None},
     "api.server.upsert_user": {201: answers.UserAnswer, 200: answers.UserAnswer},
+    "api.server.deactivate_user": {200: answers.UserAnswer},
     "api.server.create_room": {201: answers.RoomAnswer},
     "api.server.set_members": {200: answers.RoomAnswer},
     "api.server.post_message": {202: answers.MessageAnswer},
@@ -158,6 +159,7 @@ EXTRA_ERRORS: dict[str, dict[int | str, str]] = {
 # Every server API call needs its scope.
 for _endpoint in (
     "api.server.upsert_user",
+    "api.server.deactivate_user",
     "api.server.create_room",
     "api.server.set_members",
     "api.server.post_message",
@@ -182,6 +184,7 @@ RATE_LIMITED = {
     "api.messages.send",
     # Per API key (CHAT_RATE_SERVER_API_*).
     "api.server.upsert_user",
+    "api.server.deactivate_user",
     "api.server.create_room",
     "api.server.set_members",
     "api.server.post_message",
@@ -210,6 +213,7 @@ OPERATION_IDS = {
     "api.messages.edit": "editMessage",
     "api.messages.delete": "deleteMessage",
     "api.server.upsert_user": "serverUpsertUser",
+    "api.server.deactivate_user": "serverDeactivateUser",
     "api.server.create_room": "serverCreateRoom",
     "api.server.set_members": "serverSetRoomMembers",
     "api.server.post_message": "serverPostMessage",

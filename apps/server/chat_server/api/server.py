@@ -63,6 +63,14 @@ async def upsert_user(data: UpsertUserBody) -> tuple[dict[str, Any], int]:
     return {"user": user_view(user)}, 201 if created else 200
 
 
+@blueprint.post("/users/<user_id>/deactivate")
+@with_api_key(Scope.USERS_WRITE)
+async def deactivate_user(user_id: str) -> dict[str, Any]:
+    # Their tokens and sockets end on every node within CHAT_SESSION_RECHECK_SECONDS.
+    user = await services().deactivate_user().by_id(user_id)
+    return {"user": user_view(user)}
+
+
 @blueprint.post("/rooms")
 @with_api_key(Scope.ROOMS_WRITE)
 @validate_request(ServerCreateRoomBody)

@@ -17,6 +17,7 @@ from chat_domain.password_rules import check_new_password
 from chat_domain.ports.security import PasswordHasher
 from chat_domain.ports.storage import UnitOfWorkFactory
 from chat_domain.ports.system import Clock
+from chat_domain.text import is_id
 from chat_domain.usecases.auth import is_username
 
 # Users read per statement when rechecking sessions: well under any backend's bound on
@@ -49,7 +50,19 @@ class DeactivateUser:
         self._uow, self._clock = uow, clock
 
     async def __call__(self, username: str) -> User:
-        user = await _user_named(self._uow, username)
+        return await self._deactivate(await _user_named(self._uow, username))
+
+    async def by_id(self, user_id: str) -> User:
+        """The same for a caller who knows the user by id (the app's backend)."""
+        user = None
+        if is_id(user_id):
+            async with self._uow.reading() as uow:
+                user = await uow.users.get(user_id)
+        if user is None:
+            raise NotFound("user not found")
+        return await self._deactivate(user)
+
+    async def _deactivate(self, user: User) -> User:
         if user.deactivated_at is not None:
             return user
         async with self._uow() as uow:
