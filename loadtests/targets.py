@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import shutil
@@ -208,6 +209,21 @@ def start_embedded() -> Target:
     """`chat serve` with no configuration, in an empty directory, as a new user runs it."""
     target = Target("embedded")
     target.add(_serve("server", target.workdir, {})).wait_healthy()
+    return target
+
+
+def start_embedded_with_silent_webhooks() -> Target:
+    """The embedded target with every event also sent as a webhook to a receiver that never
+    answers (each POST waits out its timeout, then retries): chat delivery must not notice."""
+    target = Target("embedded-webhooks")
+    port = free_port()
+    receiver = [sys.executable, "-m", "loadtests.silent_receiver", "--port", str(port)]
+    target.add(Process("silent-receiver", receiver, target.workdir, {}))
+    env = {
+        "CHAT_WEBHOOK_URLS": f"http://127.0.0.1:{port}/chat-events",
+        "CHAT_WEBHOOK_SECRET": "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    }
+    target.add(_serve("server", target.workdir, env)).wait_healthy()
     return target
 
 
@@ -428,6 +444,7 @@ class ScalableCluster(Target):
 
 STARTERS = {
     "embedded": start_embedded,
+    "embedded-webhooks": start_embedded_with_silent_webhooks,
     "cluster": start_cluster,
     # One server node instead of two, same worker and services: how the cluster scales.
     "cluster-1": lambda: start_cluster(servers=1),
