@@ -26,8 +26,8 @@ def install_seed_client() -> None:
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         if in_ci():
-            pytest.fail("the seed-compat tests need Node.js 20+ and npm in CI")
-        pytest.skip("Node.js and npm are needed: install nodejs (20+) and npm")
+            pytest.fail("the seed-compat tests need Node.js 18+ and npm in CI")
+        pytest.skip("Node.js and npm are needed: run scripts/install-system-deps as root")
     if (SEED_CLIENT_DIR / "node_modules" / "socket.io-client").is_dir():
         return
     subprocess.run(
