@@ -19,8 +19,6 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 import socketio
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
 
 from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.notifier import SocketIONotifier
@@ -34,66 +32,17 @@ from chat_domain.ports.notifier import Notification
 from tests.support.clients import Socket
 from tests.support.processes import free_port
 from tests.support.services import REDIS, require
+from tests.support.socketio_node import SocketIONode
 
 WAIT = 10.0
 log = logging.getLogger("tests.socketio")
 
 
-@dataclass
-class Node:
-    """One socket.io server on a free port; a client's auth names its user and extra rooms."""
-
-    manager: socketio.AsyncManager
-    port: int = field(default_factory=free_port)
-    sio: socketio.AsyncServer = field(init=False)
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    disconnected: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def start(self) -> Node:
-        self.sio = socketio.AsyncServer(
-            async_mode="asgi", client_manager=self.manager, logger=False, engineio_logger=False
-        )
-
-        @self.sio.event
-        async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> None:
-            for room in [f"user:{auth['token']}", *auth.get("rooms", [])]:
-                await self.sio.enter_room(sid, room)
-
-        @self.sio.event
-        async def disconnect(sid: str, *_: Any) -> None:
-            self.disconnected.put_nowait(sid)  # the manager forgets the socket right after
-
-        config = Config()
-        config.bind = [f"127.0.0.1:{self.port}"]
-        config.accesslog = None
-        config.graceful_timeout = 1
-
-        async def shutdown() -> None:
-            await self.stop.wait()
-            await self.sio.shutdown()  # stops engine.io's service task, which serve() awaits
-            with contextlib.suppress(Exception):
-                await self.sio.eio.disconnect()
-
-        self.task = asyncio.create_task(
-            serve(socketio.ASGIApp(self.sio), config, shutdown_trigger=shutdown)
-        )  # type: ignore[arg-type]
-        async with asyncio.timeout(WAIT):  # until the port accepts connections
-            while True:
-                with contextlib.suppress(OSError):
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                    writer.close()
-                    return self
-                await asyncio.sleep(0.02)
+class Node(SocketIONode):
+    """The shared test node; it also closes its Redis manager, which the suite made for it."""
 
     async def close(self) -> None:
-        self.stop.set()
-        if self.task is not None:
-            await asyncio.wait_for(self.task, WAIT)
+        await super().close()
         if isinstance(self.manager, SupervisedRedisManager):
             await self.manager.close()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import Account, Api, Socket
-from tests.support.cluster import embedded_on_postgres
+from tests.support.cluster import Cluster, embedded_on_postgres
 from tests.support.processes import ChatProcess, chat_serve
 from tests.support.services import POSTGRES, require
 
@@ -56,7 +56,16 @@ async def api(server: ChatProcess) -> AsyncIterator[Api]:
 
 
 @pytest.fixture
-async def sockets(server: ChatProcess) -> AsyncIterator[list[Socket]]:
+async def apis(nodes: Cluster) -> AsyncIterator[list[Api]]:
+    """One REST client per server node of the module's cluster (its ``nodes`` fixture)."""
+    clients = [Api(server.url) for server in nodes.servers]
+    yield clients
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def sockets() -> AsyncIterator[list[Socket]]:
     """Connect sockets with ``await open_socket(account)``; all are closed after the test."""
     opened: list[Socket] = []
     yield opened

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,22 +30,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         Path(tmp_path_factory.mktemp("cluster")), servers=2, workers=1, overrides=overrides
     ) as c:
         yield c
-
-
-@pytest.fixture
-async def apis(nodes: Cluster) -> AsyncIterator[list[Api]]:
-    clients = [Api(server.url) for server in nodes.servers]
-    yield clients
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Socket]]:
-    opened: list[Socket] = []
-    yield opened
-    for s in opened:
-        await s.disconnect()
 
 
 async def test_a_socket_on_node_a_receives_what_was_posted_on_node_b(

@@ -3,7 +3,7 @@ over Redis only the events that have a recipient socket on it, as its own /metri
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,22 +23,6 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         require(service)
     with cluster(Path(tmp_path_factory.mktemp("targeted")), servers=2, workers=1) as c:
         yield c
-
-
-@pytest.fixture
-async def apis(nodes: Cluster) -> AsyncIterator[list[Api]]:
-    clients = [Api(server.url) for server in nodes.servers]
-    yield clients
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
-async def sockets() -> AsyncIterator[list[Socket]]:
-    opened: list[Socket] = []
-    yield opened
-    for s in opened:
-        await s.disconnect()
 
 
 async def events_received(api: Api, channel: str) -> float:

@@ -1,6 +1,8 @@
 """A bare socket.io server node for adapter tests: a real AsyncServer behind hypercorn on a
 free port, whose clients name their user in their auth and join that user's room (as
-``ChatNamespace`` does after checking a token), so events addressed to users reach them."""
+``ChatNamespace`` does after checking a token), so events addressed to users reach them.
+A client's auth may also name extra ``rooms`` to join; ``disconnected`` gets the id of
+each socket that leaves."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class SocketIONode:
     port: int = field(default_factory=free_port)
     sio: socketio.AsyncServer = field(init=False)
     sockets: list[Socket] = field(default_factory=list)
+    disconnected: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -42,7 +45,12 @@ class SocketIONode:
 
         @self.sio.event
         async def connect(sid: str, environ: dict[str, Any], auth: dict[str, Any]) -> None:
-            await self.sio.enter_room(sid, user_room(auth["token"]))
+            for room in [user_room(auth["token"]), *auth.get("rooms", [])]:
+                await self.sio.enter_room(sid, room)
+
+        @self.sio.event
+        async def disconnect(sid: str, *_: Any) -> None:
+            self.disconnected.put_nowait(sid)  # the manager forgets the socket right after
 
         config = Config()
         config.bind = [f"127.0.0.1:{self.port}"]

@@ -38,7 +38,8 @@ def masked_url(url: str) -> str:
     host = parts.hostname or ""
     if parts.port is not None:
         host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:{MASK}@{host}"))
+    netloc = f"{parts.username}:{MASK}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def effective_configuration(settings: Settings) -> list[tuple[str, str]]:
