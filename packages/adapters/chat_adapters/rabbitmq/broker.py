@@ -401,7 +401,13 @@ class RabbitMQBroker(MessageBroker):
         partition = _Partition(index)
         channel = self._new_channel(publisher_confirms=False)
         try:
-            await channel
+            try:
+                await channel
+            except RuntimeError as exc:
+                # aiormq's "<Connection ...> closed": the connection dropped between taking
+                # a channel and opening it (a broker restart). A lost connection, to retry
+                # next round like any other, not a crash of the worker.
+                raise AMQPConnectionError("RabbitMQ connection closed while subscribing") from exc
             # Up to a batch in hand. aiormq runs every delivery in a task of its own, but
             # ``_Partition.arrive`` only queues it, in delivery order; one drain per
             # partition hands them on, so a room's messages never overtake.
