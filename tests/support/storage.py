@@ -106,7 +106,8 @@ async def open_sql_engine(kind: str, request: pytest.FixtureRequest, tmp_path: P
     async with engine.begin() as conn:
         await conn.execute(
             text(
-                "TRUNCATE api_keys, user_blocks, room_removals, messages, memberships, rooms, users"
+                "TRUNCATE webhook_outbox, api_keys, user_blocks, room_removals, messages,"
+                " memberships, rooms, users"
             )
         )
     return engine

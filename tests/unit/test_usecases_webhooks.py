@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chat_adapters.memory.presence import InMemoryPresenceTracker
+from chat_adapters.memory.storage import InMemoryPendingWebhookEvents
 from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
@@ -20,6 +21,7 @@ from chat_domain.ports.webhooks import (
 from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage, StoreMessages
 from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, RemoveMember
 from chat_domain.usecases.server_api import SetRoomMembers
+from chat_domain.usecases.webhook_relay import WebhookRelay
 from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher
 from tests.unit.conftest import World
 
@@ -86,6 +88,12 @@ def announcements(
     return WebhookAnnouncements(outbox, presence, world.clock, world.ids, [ENDPOINT])
 
 
+@pytest.fixture
+def relay(world: World, outbox: RecordingOutbox) -> WebhookRelay:
+    """The relay of what the request side recorded (run by hand here: ``relay()``)."""
+    return WebhookRelay(InMemoryPendingWebhookEvents(world.storage), outbox)
+
+
 async def accepted(world: World, sender_id: str, room_id: str, body: str) -> Message:
     send = SendMessage(world.storage, world.broker, world.clock, world.ids)
     return (await send(sender_id, room_id, body)).message
@@ -146,8 +154,8 @@ async def test_an_outbox_that_cannot_take_the_batch_fails_the_store_for_a_retry(
         await store([await accepted(world, alice.id, room.id, "hi")])
 
 
-async def test_edits_deletes_and_membership_changes_are_announced(
-    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements
+async def test_edits_deletes_and_membership_changes_are_recorded_then_relayed(
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements, relay: WebhookRelay
 ) -> None:
     alice, bob, carol = [await world.user(n) for n in ("alice", "bob", "carol")]
     room = await world.room(alice, bob)
@@ -164,7 +172,9 @@ async def test_edits_deletes_and_membership_changes_are_announced(
     await RemoveMember(world.storage, world.notifier, world.clock, announcements)(
         alice.id, room.id, carol.id
     )
+    assert outbox.published == []  # recorded with each change, not yet relayed
 
+    assert await relay.relay() == 4
     assert [(e.type, e.room_id) for e in outbox.published] == [
         ("message.updated", room.id),
         ("message.deleted", room.id),  # deleting twice announces once
@@ -178,8 +188,8 @@ async def test_edits_deletes_and_membership_changes_are_announced(
     assert removed == {"room_id": room.id, "user_id": carol.id, "by": alice.id}
 
 
-async def test_a_new_group_room_announces_each_of_its_members_in_one_hand_off(
-    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements
+async def test_a_new_group_room_announces_each_of_its_members(
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements, relay: WebhookRelay
 ) -> None:
     alice, bob, carol = [await world.user(n) for n in ("alice", "bob", "carol")]
     create = CreateGroupRoom(
@@ -187,6 +197,7 @@ async def test_a_new_group_room_announces_each_of_its_members_in_one_hand_off(
     )
 
     room = (await create(alice.id, "trip", [bob.id, carol.id])).room
+    await relay.relay()
 
     assert [(e.type, e.data) for e in outbox.published] == [
         ("member.added", {"room_id": room.id, "user_id": uid, "by": alice.id})
@@ -195,8 +206,8 @@ async def test_a_new_group_room_announces_each_of_its_members_in_one_hand_off(
     assert len({e.id for e in outbox.published}) == 3
 
 
-async def test_a_committed_edit_succeeds_though_the_outbox_is_down(
-    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements
+async def test_a_committed_edit_succeeds_though_the_outbox_is_down_and_its_event_waits(
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements, relay: WebhookRelay
 ) -> None:
     alice, bob = [await world.user(n) for n in ("alice", "bob")]
     room = await world.room(alice, bob)
@@ -208,7 +219,11 @@ async def test_a_committed_edit_succeeds_though_the_outbox_is_down(
     )
 
     assert edited.body == "final"
+    with pytest.raises(Unavailable):
+        await relay.relay()
     assert outbox.published == []
+    [waiting] = await InMemoryPendingWebhookEvents(world.storage).oldest(10)
+    assert (waiting.event.type, waiting.event.data["body"]) == ("message.updated", "final")
 
 
 async def test_with_no_endpoints_nothing_is_announced(
@@ -221,8 +236,13 @@ async def test_with_no_endpoints_nothing_is_announced(
     await StoreMessages(world.storage, world.notifier, silent)(
         [await accepted(world, alice.id, room.id, "hi")]
     )
+    message = await world.message(alice, room, "draft")
+    await EditMessage(world.storage, world.notifier, world.clock, webhooks=silent)(
+        alice.id, room.id, message.id, "final"
+    )
 
     assert outbox.published == []
+    assert await InMemoryPendingWebhookEvents(world.storage).count() == 0  # no rows either
 
 
 def event(room_id: str, n: int) -> WebhookEvent:
@@ -329,7 +349,7 @@ async def test_a_room_stuck_at_its_receiver_holds_neither_other_rooms_nor_its_ow
 
 
 async def test_members_set_through_the_server_api_are_announced_as_by_the_app(
-    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements, relay: WebhookRelay
 ) -> None:
     alice, bob, carol = [await world.user(n) for n in ("alice", "bob", "carol")]
     room = await world.room(alice, bob)
@@ -337,6 +357,7 @@ async def test_members_set_through_the_server_api_are_announced_as_by_the_app(
     await SetRoomMembers(world.storage, world.notifier, world.clock, webhooks=announcements)(
         room.id, [alice.id, carol.id]
     )
+    await relay.relay()
 
     assert [(e.type, e.data) for e in outbox.published] == [
         ("member.added", {"room_id": room.id, "user_id": carol.id, "by": "server-api"}),

@@ -38,9 +38,14 @@ from chat_adapters.socketio.notifier import SocketIONotifier
 from chat_adapters.socketio.redis_manager import SupervisedRedisManager
 from chat_adapters.sql.engine import create_engine
 from chat_adapters.sql.unit_of_work import SqlAlchemyUnitOfWorkFactory
+from chat_adapters.sql.webhook_events import SqlAlchemyPendingWebhookEvents
 from chat_adapters.system import SystemClock, UuidGenerator
 from chat_adapters.webhooks.memory import InMemoryWebhookOutbox
-from chat_adapters.webhooks.metered import MeteredWebhookOutbox, MeteredWebhookSender
+from chat_adapters.webhooks.metered import (
+    MeteredPendingWebhookEvents,
+    MeteredWebhookOutbox,
+    MeteredWebhookSender,
+)
 from chat_adapters.webhooks.rabbitmq import RabbitMQWebhookOutbox
 from chat_adapters.webhooks.sender import AiohttpWebhookSender
 from chat_bootstrap import app_auth, lifecycles
@@ -101,6 +106,7 @@ from chat_domain.usecases.server_api import (
     ReadRoomHistory,
     SetRoomMembers,
 )
+from chat_domain.usecases.webhook_relay import WebhookRelay
 from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher, endpoints_of
 
 socketio_logger = logging.getLogger("chat.socketio")
@@ -322,6 +328,19 @@ class Container(containers.DeclarativeContainer):
             AiohttpWebhookSender, timeout=settings.provided.webhook_timeout_seconds
         ),
     )
+    # Edits, deletes and membership changes record their events in their transaction
+    # (the webhook_outbox table); each server's relay moves them to the outbox, at once
+    # after its own commits and every interval for the rest.
+    pending_webhook_events = providers.Singleton(
+        MeteredPendingWebhookEvents,
+        inner=providers.Singleton(SqlAlchemyPendingWebhookEvents, engine=engine),
+    )
+    webhook_relay = providers.Singleton(
+        WebhookRelay,
+        pending=pending_webhook_events,
+        outbox=webhook_outbox,
+        interval=settings.provided.webhook_relay_interval_seconds,
+    )
     webhook_announcements = providers.Singleton(
         WebhookAnnouncements,
         outbox=webhook_outbox,
@@ -329,6 +348,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         endpoints=webhook_endpoints,
+        relay_soon=webhook_relay.provided.nudge,
     )
     # One per process that consumes (the worker's, or the server's in embedded mode).
     webhook_dispatcher = providers.Singleton(
@@ -373,6 +393,15 @@ class Container(containers.DeclarativeContainer):
     )
     running_broker = providers.Resource(
         lifecycles.running_broker, broker, database, fan_out, running_webhook_outbox
+    )
+    # The relay runs in servers, which record the events (in `chat serve` alone too); it
+    # stops (after one last pass) before the outbox and the database close.
+    running_webhook_relay = providers.Resource(
+        lifecycles.running_webhook_relay,
+        providers.Selector(role, server=webhook_relay, worker=no_client, admin=no_client),
+        providers.Callable(bool, webhook_endpoints),
+        running_webhook_outbox,
+        database,
     )
     # The admin role's broker, alone (no database, no fan-out, nothing consumed): for
     # `chat dead-letters` to list and replay what the workers set aside. Nothing in the

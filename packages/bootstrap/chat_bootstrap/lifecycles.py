@@ -8,6 +8,7 @@ stop before; nothing else orders them (PITFALLS §5).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from typing import Protocol
@@ -18,6 +19,7 @@ from chat_adapters.sql.checkpoints import checkpointing
 from chat_adapters.sql.migrate import migrate
 from chat_domain.ports.broker import MessageBroker
 from chat_domain.ports.webhooks import WebhookOutbox
+from chat_domain.usecases.webhook_relay import WebhookRelay
 
 log = logging.getLogger("chat.runtime")
 
@@ -73,3 +75,27 @@ async def running_webhook_outbox(
         yield
     finally:
         await outbox.close()
+
+
+# How long a stopping relay's last pass may take (RabbitMQ down: a publish timeout).
+RELAY_STOP_GRACE_S = 10.0
+
+
+async def running_webhook_relay(
+    relay: WebhookRelay | None, enabled: bool, *outlived_by: object
+) -> AsyncIterator[None]:
+    """The relay of recorded webhook events, while the process runs, if anyone subscribed
+    (None: this process records none). What it leaves waits in the database."""
+    if relay is None or not enabled:
+        yield
+        return
+    running = asyncio.create_task(relay.run())
+    try:
+        yield
+    finally:
+        relay.stop()
+        try:
+            async with asyncio.timeout(RELAY_STOP_GRACE_S):
+                await running
+        except TimeoutError:
+            log.warning("webhook relay: last pass cut short; its events wait in the database")

@@ -152,8 +152,18 @@ class Settings(BaseSettings):
     webhook_prefetch: int = Field(
         64,
         ge=1,
-        description="Outbox messages (each the events of one stored batch or one change) "
-        "the webhook dispatcher works on at once, across rooms (one event at a time per room).",
+        description="Outbox messages (each the events of one stored batch, or of up to 100 "
+        "changes relayed together) the webhook dispatcher works on at once, across rooms "
+        "(one event at a time per room).",
+    )
+    # Edits, deletes and membership changes record their events in the database; each
+    # server's relay moves them at once, and polls for leftovers at this interval.
+    webhook_relay_interval_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two looks of a server's webhook relay for edit, delete "
+        "and membership events still in the database (another server's, or left while "
+        "RabbitMQ was down); those of its own requests it relays at once.",
     )
 
     # --- realtime -------------------------------------------------------------------

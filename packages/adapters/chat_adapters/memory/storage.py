@@ -8,7 +8,8 @@ rollback, which is what makes ``allocate_seq`` gapless here, as the row lock doe
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -36,8 +37,10 @@ from chat_domain.ports.storage import (
     UnitOfWork,
     UnitOfWorkFactory,
     UserRepository,
+    WebhookEventRepository,
 )
 from chat_domain.ports.system import Clock
+from chat_domain.ports.webhooks import PendingWebhookEvent, PendingWebhookEvents, WebhookEvent
 
 
 def _utc(at: datetime) -> datetime:
@@ -68,6 +71,9 @@ class _State:
     # (blocker_id, blocked_id) -> the block, in the order made.
     blocks: dict[tuple[str, str], Block] = field(default_factory=dict)
     api_keys: dict[str, ApiKey] = field(default_factory=dict)
+    # The webhook events not yet relayed, by position (a dict keeps insertion order).
+    webhook_events: dict[int, WebhookEvent] = field(default_factory=dict)
+    last_webhook_position: int = 0
 
     def copy(self) -> _State:
         return _State(
@@ -82,6 +88,8 @@ class _State:
             dict(self.removals),
             dict(self.blocks),
             dict(self.api_keys),
+            dict(self.webhook_events),
+            self.last_webhook_position,
         )
 
 
@@ -99,6 +107,7 @@ class InMemoryUnitOfWork(UnitOfWork):
         self.messages = InMemoryMessageRepository(self)
         self.blocks = InMemoryBlockRepository(self)
         self.api_keys = InMemoryApiKeyRepository(self)
+        self.webhook_events = InMemoryWebhookEventRepository(self)
 
     def read_state(self) -> _State:
         return self._work if self._work is not None else self._factory.state
@@ -139,6 +148,7 @@ class InMemoryUnitOfWorkFactory(UnitOfWorkFactory):
         self.clock = clock
         self.state = _State()
         self.lock = asyncio.Lock()
+        self.relay_lock = asyncio.Lock()  # InMemoryPendingWebhookEvents' lease
 
     def __call__(self) -> InMemoryUnitOfWork:
         return InMemoryUnitOfWork(self)
@@ -543,3 +553,48 @@ class InMemoryApiKeyRepository(ApiKeyRepository):
             key = replace(key, revoked_at=_utc(at))
             (await self._uow.write_state()).api_keys[key_id] = key
         return key
+
+
+class InMemoryWebhookEventRepository(WebhookEventRepository):
+    """Events numbered in the unit's private copy: a rollback drops them and their numbers."""
+
+    def __init__(self, uow: InMemoryUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, events: Sequence[WebhookEvent]) -> None:
+        state = await self._uow.write_state()
+        for event in events:
+            state.last_webhook_position += 1
+            state.webhook_events[state.last_webhook_position] = event
+
+
+class InMemoryPendingWebhookEvents(PendingWebhookEvents):
+    """The relay's side of ``storage``'s recorded webhook events. One process holds the
+    data, so an ``asyncio.Lock`` of the storage is the relays' lease."""
+
+    def __init__(self, storage: InMemoryUnitOfWorkFactory) -> None:
+        self._storage = storage
+        self._relaying = storage.relay_lock
+
+    @asynccontextmanager
+    async def lease(self) -> AsyncIterator[bool]:
+        if self._relaying.locked():
+            yield False
+            return
+        async with self._relaying:
+            yield True
+
+    async def oldest(self, limit: int) -> list[PendingWebhookEvent]:
+        events = self._storage.state.webhook_events  # committed only
+        return [PendingWebhookEvent(p, e) for p, e in list(events.items())[:limit]]
+
+    async def remove(self, positions: Collection[int]) -> None:
+        uow = self._storage()
+        async with uow:
+            state = await uow.write_state()
+            for position in positions:
+                state.webhook_events.pop(position, None)
+            await uow.commit()
+
+    async def count(self) -> int:
+        return len(self._storage.state.webhook_events)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -193,4 +194,23 @@ api_keys = Table(
     Column("scopes", String(255), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("revoked_at", UTCDateTime(), nullable=True),
+)
+
+# The transactional outbox of webhook events (chat_domain.ports.webhooks): written in the
+# transaction of the change each describes, relayed in position order to the webhook
+# outbox, then deleted. INTEGER on SQLite, so that the column is the rowid.
+WEBHOOK_POSITION = BigInteger().with_variant(Integer(), "sqlite")
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("position", WEBHOOK_POSITION, primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("room_id", String(ID_LENGTH), nullable=False),
+    # The event's time (whole seconds since the epoch) and its data (JSON): the body.
+    Column("timestamp", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    # Positions never reused, even those of deleted rows (SQLite's AUTOINCREMENT).
+    sqlite_autoincrement=True,
 )

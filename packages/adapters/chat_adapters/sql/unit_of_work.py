@@ -23,6 +23,7 @@ from chat_adapters.sql.repositories import (
     SqlAlchemyRoomRepository,
     SqlAlchemyUserRepository,
 )
+from chat_adapters.sql.webhook_events import SqlAlchemyWebhookEventRepository
 from chat_domain.entities import Message
 from chat_domain.errors import Conflict, Unavailable
 from chat_domain.ports.storage import UnitOfWork, UnitOfWorkFactory
@@ -50,6 +51,7 @@ class SqlAlchemyUnitOfWork(UnitOfWork):
         self.messages = SqlAlchemyMessageRepository(self)
         self.blocks = SqlAlchemyBlockRepository(self)
         self.api_keys = SqlAlchemyApiKeyRepository(self)
+        self.webhook_events = SqlAlchemyWebhookEventRepository(self, clock)
 
     async def _connection(self) -> AsyncConnection:
         if self._conn is None:

@@ -8,12 +8,15 @@ server's in embedded mode, and every server's for the events it announces).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from chat_domain.errors import Unavailable
 from chat_domain.ports.webhooks import (
+    PendingWebhookEvent,
+    PendingWebhookEvents,
     WebhookEndpoint,
     WebhookEvent,
     WebhookEventHandler,
@@ -30,7 +33,12 @@ WEBHOOKS_ANNOUNCED = Counter(
 WEBHOOK_ANNOUNCE_FAILURES = Counter(
     "chat_webhook_announce_failures_total",
     "Hand-offs to the webhook outbox that failed (a worker retries the batch; a server's "
-    "edit, delete or membership event is lost)",
+    "relay retries the recorded events)",
+)
+WEBHOOK_OUTBOX_PENDING = Gauge(
+    "chat_webhook_outbox_pending",
+    "Edit, delete and membership webhook events recorded in the database and not yet "
+    "relayed to the webhook outbox (read by the relay every interval)",
 )
 WEBHOOKS_DEAD_LETTERED = Counter(
     "chat_webhook_events_dead_lettered_total",
@@ -99,3 +107,24 @@ class MeteredWebhookSender(WebhookSender):
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class MeteredPendingWebhookEvents(PendingWebhookEvents):
+    """Sets ``chat_webhook_outbox_pending`` from each ``count``; delegates."""
+
+    def __init__(self, inner: PendingWebhookEvents) -> None:
+        self.inner = inner
+
+    def lease(self) -> AbstractAsyncContextManager[bool]:
+        return self.inner.lease()
+
+    async def oldest(self, limit: int) -> list[PendingWebhookEvent]:
+        return await self.inner.oldest(limit)
+
+    async def remove(self, positions: Collection[int]) -> None:
+        await self.inner.remove(positions)
+
+    async def count(self) -> int:
+        waiting = await self.inner.count()
+        WEBHOOK_OUTBOX_PENDING.set(waiting)
+        return waiting

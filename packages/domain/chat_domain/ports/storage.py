@@ -19,6 +19,7 @@ from chat_domain.entities import (
     RoomSummary,
     User,
 )
+from chat_domain.ports.webhooks import WebhookEvent
 
 
 class UserRepository(ABC):
@@ -253,6 +254,15 @@ class ApiKeyRepository(ABC):
         the key after the change, or None if there is no such key."""
 
 
+class WebhookEventRepository(ABC):
+    """Webhook events recorded in the transaction of the change they describe (the
+    transactional outbox); ``PendingWebhookEvents`` relays them once committed."""
+
+    @abstractmethod
+    async def add(self, events: Sequence[WebhookEvent]) -> None:
+        """Record ``events``, in order, after every event recorded before them."""
+
+
 class UnitOfWork(ABC):
     """One transaction over the repositories. Leaving the block without ``commit`` rolls back."""
 
@@ -261,6 +271,7 @@ class UnitOfWork(ABC):
     messages: MessageRepository
     blocks: BlockRepository
     api_keys: ApiKeyRepository
+    webhook_events: WebhookEventRepository
 
     async def __aenter__(self) -> UnitOfWork:
         return self

@@ -1,9 +1,11 @@
-"""The webhook ports: the durable outbox of webhook events, and the sender that POSTs one."""
+"""The webhook ports: the durable outbox of webhook events, the table of events recorded
+with the changes they describe (the relay's side of it), and the sender that POSTs one."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +72,46 @@ class WebhookOutbox(ABC):
 
     async def check(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Raise ``Unavailable`` if the outbox does not answer (readiness probe)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingWebhookEvent:
+    """An event recorded with its change and not yet relayed to the ``WebhookOutbox``;
+    ``position`` orders the recorded events (a later commit, a higher position)."""
+
+    position: int
+    event: WebhookEvent
+
+
+class PendingWebhookEvents(ABC):
+    """The relay's side of the events a unit of work recorded (``UnitOfWork.webhook_events``).
+
+    The events are written in the same transaction as the change they describe, so a
+    committed change has its event and a rolled-back one has none; the relay moves them
+    to the ``WebhookOutbox`` and removes them once it took them.
+
+    * ``lease`` makes the relays of every process take turns: per-room order holds only
+      if one relay at a time reads and publishes.
+    * ``oldest`` reads committed events by position; ``remove`` drops relayed ones.
+    """
+
+    @abstractmethod
+    def lease(self) -> AbstractAsyncContextManager[bool]:
+        """The relay's turn for the ``async with`` block: True if this caller holds it
+        (no other relay, in any process, does until the block ends), False if another
+        relay holds it now (the caller then leaves the events to that one)."""
+
+    @abstractmethod
+    async def oldest(self, limit: int) -> list[PendingWebhookEvent]:
+        """Up to ``limit`` committed events, the lowest positions first."""
+
+    @abstractmethod
+    async def remove(self, positions: Collection[int]) -> None:
+        """Drop the events at ``positions`` (relayed); positions not there are ignored."""
+
+    @abstractmethod
+    async def count(self) -> int:
+        """How many events wait to be relayed."""
 
 
 class WebhookRejected(Exception):

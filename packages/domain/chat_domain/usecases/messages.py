@@ -258,10 +258,12 @@ class EditMessage:
             message = message.edited(body, self._clock.now())
             await uow.messages.update(message)
             member_ids = await uow.rooms.member_ids(room_id)
+            if self._webhooks is not None:  # with the edit, in its transaction
+                await self._webhooks.message_updated(uow, message)
             await uow.commit()
         await self._notifier.emit_to_users(member_ids, MESSAGE_UPDATED, message_view(message))
         if self._webhooks is not None:
-            await self._webhooks.message_updated(message)
+            self._webhooks.relay_soon()
         return message
 
 
@@ -288,9 +290,11 @@ class DeleteMessage:
                 return  # deleting twice changes nothing
             await uow.messages.update(message.tombstone())
             member_ids = await uow.rooms.member_ids(room_id)
+            if self._webhooks is not None:  # with the delete, in its transaction
+                await self._webhooks.message_deleted(uow, room_id, message_id, message.seq)
             await uow.commit()
         await self._notifier.emit_to_users(
             member_ids, MESSAGE_DELETED, {"room_id": room_id, "id": message_id, "seq": message.seq}
         )
         if self._webhooks is not None:
-            await self._webhooks.message_deleted(room_id, message_id, message.seq)
+            self._webhooks.relay_soon()

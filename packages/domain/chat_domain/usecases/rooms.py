@@ -82,6 +82,8 @@ class CreateGroupRoom:
             for uid in others:
                 await uow.rooms.add_member(Membership(room.id, uid, Role.MEMBER, now))
             members = await uow.rooms.members(room.id)
+            if self._webhooks is not None:  # with the room, in its transaction
+                await self._webhooks.members_added(uow, room.id, [creator_id, *others], creator_id)
             await uow.commit()
         # Each member's sockets learn of the new room; they fetch it for the member list.
         for uid in (creator_id, *others):
@@ -89,7 +91,7 @@ class CreateGroupRoom:
                 [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
             )
         if self._webhooks is not None:
-            await self._webhooks.members_added(room.id, [creator_id, *others], creator_id)
+            self._webhooks.relay_soon()
         return RoomDetails(room, members)
 
 
@@ -232,12 +234,14 @@ class AddMember:
             await uow.rooms.add_member(membership)
             if removed:
                 await uow.rooms.forget_removal(room_id, user_id)
+            if self._webhooks is not None:  # with the change, in its transaction
+                await self._webhooks.members_added(uow, room_id, [user_id], actor_id)
             await uow.commit()
         await self._notifier.emit_to_users(
             [*member_ids, user_id], MEMBER_ADDED, {"room_id": room_id, "user_id": user_id}
         )
         if self._webhooks is not None:
-            await self._webhooks.member_added(room_id, user_id, actor_id)
+            self._webhooks.relay_soon()
         return Member(membership, user.username), True
 
 
@@ -272,13 +276,15 @@ class RemoveMember:
             await uow.rooms.remove_member(room_id, user_id)
             if user_id != actor_id:
                 await uow.rooms.record_removal(room_id, user_id, self._clock.now())
+            if self._webhooks is not None:  # with the change, in its transaction
+                await self._webhooks.member_removed(uow, room_id, user_id, actor_id)
             await uow.commit()
         # The removed user hears it too, then nothing more of the room.
         await self._notifier.emit_to_users(
             member_ids, MEMBER_REMOVED, {"room_id": room_id, "user_id": user_id}
         )
         if self._webhooks is not None:
-            await self._webhooks.member_removed(room_id, user_id, actor_id)
+            self._webhooks.relay_soon()
 
 
 class TransferOwnership:

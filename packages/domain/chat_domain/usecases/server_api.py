@@ -108,6 +108,11 @@ class SetRoomMembers:
             for uid in removed:
                 await uow.rooms.remove_member(room_id, uid)
             after = await uow.rooms.members(room_id)
+            if self._webhooks is not None:  # "by" the app's backend, through the server API
+                if added:
+                    await self._webhooks.members_added(uow, room_id, added, SERVER_API_ACTOR)
+                for uid in removed:
+                    await self._webhooks.member_removed(uow, room_id, uid, SERVER_API_ACTOR)
             await uow.commit()
         # The members after the change hear who joined; the members before it (the removed
         # among them, as when the owner removes one) hear who left, and nothing more.
@@ -119,11 +124,8 @@ class SetRoomMembers:
             await self._notifier.emit_to_users(
                 sorted(current), MEMBER_REMOVED, {"room_id": room_id, "user_id": uid}
             )
-        if self._webhooks is not None:  # "by" the app's backend, through the server API
-            if added:
-                await self._webhooks.members_added(room_id, added, SERVER_API_ACTOR)
-            for uid in removed:
-                await self._webhooks.member_removed(room_id, uid, SERVER_API_ACTOR)
+        if self._webhooks is not None:
+            self._webhooks.relay_soon()
         return RoomDetails(room, after)
 
 

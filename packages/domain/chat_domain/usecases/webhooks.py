@@ -1,7 +1,8 @@
 """Webhooks: what the chat announces to subscribers, and the dispatcher that delivers it.
 
-The chat never POSTs on its own path: the worker, once a batch is stored, and the use
-cases that edit, delete or change members, hand events to the durable ``WebhookOutbox``;
+The chat never POSTs on its own path: the worker, once a batch is stored, hands events to
+the durable ``WebhookOutbox``; the use cases that edit, delete or change members record
+theirs in their own transaction, and the ``WebhookRelay`` moves them to the outbox;
 the ``WebhookDispatcher`` (in the worker, or in the server in embedded mode) takes them
 from there, so a slow or failing receiver holds webhook deliveries only, never a chat
 event. docs/webhooks.md describes the events and their delivery.
@@ -14,8 +15,8 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from chat_domain.entities import Message
-from chat_domain.errors import Unavailable
 from chat_domain.ports.presence import PresenceTracker
+from chat_domain.ports.storage import UnitOfWork
 from chat_domain.ports.system import Clock, IdGenerator
 from chat_domain.ports.webhooks import (
     WebhookEndpoint,
@@ -43,6 +44,10 @@ class WebhookAnnouncements:
     Event ids derive from the fact they describe, so a broker redelivery of a stored
     batch announces it again under the same ids and the receiver's dedupe drops it.
 
+    Stored messages are handed to the outbox directly (the worker retries its batch if
+    that fails); the request side's events (edits, deletes, membership changes) are
+    recorded in the change's unit of work and relayed from there (``WebhookRelay``).
+
     ``message.unread`` goes, for each new message, to the members other than the sender
     with no socket connected when it was stored (``presence``): whom a mobile app pushes.
     """
@@ -54,9 +59,11 @@ class WebhookAnnouncements:
         clock: Clock,
         ids: IdGenerator,
         endpoints: Sequence[WebhookEndpoint],
+        relay_soon: Callable[[], None] = lambda: None,
     ) -> None:
         self._outbox, self._presence, self._clock, self._ids = outbox, presence, clock, ids
         self.enabled = bool(endpoints)
+        self._relay_soon = relay_soon
 
     async def messages_stored(
         self, messages: Sequence[Message], members: Mapping[str, Sequence[str]]
@@ -84,29 +91,30 @@ class WebhookAnnouncements:
                 )
         await self._outbox.publish(events)
 
-    async def message_updated(self, message: Message) -> None:
-        if not self.enabled:
-            return
+    async def message_updated(self, uow: UnitOfWork, message: Message) -> None:
+        """Record ``message.updated`` in the edit's unit of work (before its commit)."""
         edited = message.edited_at.isoformat() if message.edited_at else ""
         data = message_view(message)
-        await self._announce(
-            self._event(WEBHOOK_MESSAGE_UPDATED, message.room_id, data, message.id, edited)
+        await self._record(
+            uow, self._event(WEBHOOK_MESSAGE_UPDATED, message.room_id, data, message.id, edited)
         )
 
-    async def message_deleted(self, room_id: str, message_id: str, seq: int | None) -> None:
-        if not self.enabled:
-            return
+    async def message_deleted(
+        self, uow: UnitOfWork, room_id: str, message_id: str, seq: int | None
+    ) -> None:
+        """Record ``message.deleted`` in the delete's unit of work (before its commit)."""
         data = {"room_id": room_id, "id": message_id, "seq": seq}
-        await self._announce(self._event(WEBHOOK_MESSAGE_DELETED, room_id, data, message_id))
+        await self._record(uow, self._event(WEBHOOK_MESSAGE_DELETED, room_id, data, message_id))
 
-    async def member_added(self, room_id: str, user_id: str, by: str) -> None:
-        await self.members_added(room_id, [user_id], by)
-
-    async def members_added(self, room_id: str, user_ids: Sequence[str], by: str) -> None:
-        """Users became members (a new group room's creator and members: one hand-off)."""
-        if not self.enabled:
+    async def members_added(
+        self, uow: UnitOfWork, room_id: str, user_ids: Sequence[str], by: str
+    ) -> None:
+        """Record ``member.added`` for each of ``user_ids`` in the change's unit of work
+        (a new group room's creator and members, a member adding a user, the server API)."""
+        if not self.enabled:  # no ids drawn for nothing
             return
-        await self._announce(
+        await self._record(
+            uow,
             *(
                 self._event(
                     WEBHOOK_MEMBER_ADDED,
@@ -115,27 +123,31 @@ class WebhookAnnouncements:
                     self._ids.new_id(),
                 )
                 for uid in user_ids
-            )
+            ),
         )
 
-    async def member_removed(self, room_id: str, user_id: str, by: str) -> None:
+    async def member_removed(self, uow: UnitOfWork, room_id: str, user_id: str, by: str) -> None:
+        """Record ``member.removed`` in the change's unit of work (before its commit)."""
         if not self.enabled:
             return
         data = {"room_id": room_id, "user_id": user_id, "by": by}
-        await self._announce(self._event(WEBHOOK_MEMBER_REMOVED, room_id, data, self._ids.new_id()))
+        await self._record(
+            uow, self._event(WEBHOOK_MEMBER_REMOVED, room_id, data, self._ids.new_id())
+        )
 
-    async def _announce(self, *events: WebhookEvent) -> None:
-        """Request side: the change is committed already, so a failed hand-off cannot undo
-        it; it is logged (the events are lost) and the request still succeeds."""
-        if not self.enabled or not events:
-            return
-        try:
-            await self._outbox.publish(events)
-        except Unavailable as exc:
-            for event in events:
-                log.error(
-                    "webhook event %s %s lost: outbox unavailable: %s", event.type, event.id, exc
-                )
+    def relay_soon(self) -> None:
+        """Call after the commit of a unit that recorded events: the relay moves them to
+        the outbox now rather than at its next poll."""
+        if self.enabled:
+            self._relay_soon()
+
+    async def _record(self, uow: UnitOfWork, *events: WebhookEvent) -> None:
+        """Request side: the events are written in the change's own transaction (the
+        transactional outbox), so they are committed exactly when the change is, and the
+        relay (chat_domain.usecases.webhook_relay) hands them to the outbox, retrying
+        while it is unreachable. A committed change is never left unannounced."""
+        if self.enabled and events:
+            await uow.webhook_events.add(events)
 
     def _event(self, type_: str, room_id: str, data: View, *fact: str) -> WebhookEvent:
         event_id = "evt_" + self._ids.stable_id("webhook", type_, *fact)
