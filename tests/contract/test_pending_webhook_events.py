@@ -130,13 +130,15 @@ async def test_an_empty_recording_records_nothing(outbox: Outbox) -> None:
 
 async def test_one_lease_at_a_time_on_one_database(outbox: Outbox) -> None:
     other = outbox.another()
-    async with outbox.pending.lease() as first:
-        async with outbox.pending.lease() as again, other.lease() as second:
-            assert (first, again, second) == (True, False, False)
+    async with (
+        outbox.pending.lease() as first,
+        outbox.pending.lease() as again,
+        other.lease() as second,
+    ):
+        assert (first, again, second) == (True, False, False)
     # Released: the other relay takes its turn, and then the first is refused.
-    async with other.lease() as second:
-        async with outbox.pending.lease() as first:
-            assert (second, first) == (True, False)
+    async with other.lease() as second, outbox.pending.lease() as first:
+        assert (second, first) == (True, False)
     async with outbox.pending.lease() as first:
         assert first
 

@@ -12,9 +12,10 @@ import pytest
 
 from tests.support.clients import Api, Socket
 from tests.support.cluster import Cluster, cluster
-from tests.support.metrics import scrape
+from tests.support.metrics import scrape, wait_for_sample
 from tests.support.processes import ChatProcess, chat_serve
 from tests.support.services import POSTGRES, RABBITMQ, REDIS, require
+from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 from tests.support.webhook_receiver import Receiver
 
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
@@ -181,3 +182,92 @@ async def test_a_worker_delivers_through_rabbitmq_once_the_receiver_is_back(
     unread = [r for r in receiver.received if r.type == "message.unread"]
     assert {tuple(r.data["user_ids"]) for r in unread} == {(bob.id,)}
     assert receiver.unverified == 0
+
+
+@pytest.fixture
+def server_behind_a_proxy(
+    tmp_path: Path,
+) -> Iterator[tuple[Cluster, ChatProcess, TcpProxy, Receiver]]:
+    """A worker on RabbitMQ, Redis and PostgreSQL, and a server that reaches RabbitMQ
+    (its broker and the webhook outbox) only through a proxy the test cuts and restores."""
+    require(RABBITMQ), require(REDIS), require(POSTGRES)
+    receiver = Receiver(SECRET)
+    host, port = RABBITMQ.url.rsplit("@", 1)[1].split("/", 1)[0].split(":")
+    env = webhook_env(receiver, CHAT_WEBHOOK_RELAY_INTERVAL_SECONDS="0.5")
+    with (
+        tcp_proxy(host, int(port)) as proxy,
+        cluster(tmp_path, servers=0, workers=1, overrides=env) as c,
+    ):
+        c.overrides["CHAT_RABBITMQ_URL"] = RABBITMQ.url.replace(
+            f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/"
+        )
+        server = c.add_server()
+        yield c, server, proxy, receiver
+
+
+@pytest.mark.postgres
+async def test_changes_made_while_rabbitmq_is_unreachable_are_all_announced_once_it_is_back(
+    server_behind_a_proxy: tuple[Cluster, ChatProcess, TcpProxy, Receiver],
+) -> None:
+    _, server, proxy, receiver = server_behind_a_proxy
+    await receiver.start()
+    api = Api(server.url)
+    try:
+        alice, bob, carol = [await api.signup(n) for n in ("alice", "bob", "carol")]
+        room = (await api.create_room(alice, bob))["id"]
+        sent = [(await api.send(alice, room, f"m{i}")).json()["message"] for i in range(2)]
+        # The room's creation (2 member.added), then 2 message.new and 2 message.unread.
+        await receiver.until(lambda: len(receiver.unique_ids()) >= 6, WAIT)
+
+        proxy.cut()  # RabbitMQ is unreachable from the server (the worker still delivers)
+        rooms = f"/api/v1/rooms/{room}"
+        changes = [
+            await api.http.patch(
+                f"{rooms}/messages/{sent[0]['id']}", json={"body": "m0!"}, headers=alice.headers
+            ),
+            await api.http.delete(f"{rooms}/messages/{sent[1]['id']}", headers=alice.headers),
+            await api.http.post(
+                f"{rooms}/members", json={"user_id": carol.id}, headers=alice.headers
+            ),
+            await api.http.delete(f"{rooms}/members/{carol.id}", headers=alice.headers),
+        ]
+        assert [r.status_code for r in changes] == [200, 204, 201, 204]
+        other = (await api.create_room(bob, carol))["id"]  # a new room: 2 member.added
+        # They wait in the database, which the server's metrics show.
+        await wait_for_sample(server.url, "chat_webhook_outbox_pending", lambda n: n == 6, WAIT)
+        assert len(receiver.unique_ids()) == 6  # nothing of them got through meanwhile
+
+        proxy.restore()
+        await receiver.until(lambda: len(receiver.unique_ids()) >= 12, WAIT)
+        await wait_for_sample(server.url, "chat_webhook_outbox_pending", lambda n: n == 0, WAIT)
+    finally:
+        await api.close()
+        await receiver.stop()
+
+    assert receiver.unverified == 0
+    first = {r.id: r for r in reversed(receiver.received)}  # each id's first arrival
+    in_room = [first[i] for i in receiver.unique_ids() if first[i].room_id == room]
+    assert [r.type for r in in_room] == [
+        "member.added",
+        "member.added",
+        *["message.new", "message.unread"] * 2,
+        "message.updated",
+        "message.deleted",
+        "member.added",
+        "member.removed",
+    ]
+    updated, deleted, added, removed = (r.data for r in in_room[-4:])
+    assert (updated["id"], updated["body"]) == (sent[0]["id"], "m0!")
+    assert deleted == {"room_id": room, "id": sent[1]["id"], "seq": 2}
+    assert added == {"room_id": room, "user_id": carol.id, "by": alice.id}
+    assert removed == {"room_id": room, "user_id": carol.id, "by": alice.id}
+    in_other = [first[i] for i in receiver.unique_ids() if first[i].room_id == other]
+    assert sorted(r.data["user_id"] for r in in_other) == sorted([bob.id, carol.id])
+    # A duplicate (a relay cut between the outbox's confirm and the delete) has its id
+    # and its content: the receiver's dedupe by id drops it.
+    for r in receiver.received:
+        assert (r.type, r.room_id, r.data) == (
+            first[r.id].type,
+            first[r.id].room_id,
+            first[r.id].data,
+        )
