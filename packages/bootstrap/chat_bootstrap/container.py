@@ -395,7 +395,7 @@ class Container(containers.DeclarativeContainer):
         lifecycles.running_broker, broker, database, fan_out, running_webhook_outbox
     )
     # The relay runs in servers, which record the events (in `chat serve` alone too); it
-    # stops (after one last pass) before the outbox and the database close.
+    # stops before the outbox and the database close.
     running_webhook_relay = providers.Resource(
         lifecycles.running_webhook_relay,
         providers.Selector(role, server=webhook_relay, worker=no_client, admin=no_client),

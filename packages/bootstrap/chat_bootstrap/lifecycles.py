@@ -77,7 +77,7 @@ async def running_webhook_outbox(
         await outbox.close()
 
 
-# How long a stopping relay's last pass may take (RabbitMQ down: a publish timeout).
+# How long a stopping relay's pass under way may take (RabbitMQ down: a publish timeout).
 RELAY_STOP_GRACE_S = 10.0
 
 
@@ -98,4 +98,4 @@ async def running_webhook_relay(
             async with asyncio.timeout(RELAY_STOP_GRACE_S):
                 await running
         except TimeoutError:
-            log.warning("webhook relay: last pass cut short; its events wait in the database")
+            log.warning("webhook relay: pass cut short; its events wait in the database")

@@ -152,9 +152,9 @@ class Settings(BaseSettings):
     webhook_prefetch: int = Field(
         64,
         ge=1,
-        description="Outbox messages (each the events of one stored batch, or of up to 100 "
-        "changes relayed together) the webhook dispatcher works on at once, across rooms "
-        "(one event at a time per room).",
+        description="Outbox messages (each the events of one stored batch, or up to 100 "
+        "relayed edit, delete and membership events) the webhook dispatcher works on at "
+        "once, across rooms (one event at a time per room).",
     )
     # Edits, deletes and membership changes record their events in the database; each
     # server's relay moves them at once, and polls for leftovers at this interval.

@@ -51,7 +51,9 @@ class WebhookRelay:
         self._nudged.set()
 
     def stop(self) -> None:
-        """End ``run`` after one last pass."""
+        """End ``run`` (after the pass under way, if any). What is left waits in the
+        database for the next relay: a last pass here would, in embedded mode, move rows
+        into an in-process outbox about to close, where they would be lost."""
         self._stopping.set()
 
     async def relay(self) -> int:
@@ -73,11 +75,9 @@ class WebhookRelay:
         and retried at the next interval, never raised."""
         loop = asyncio.get_running_loop()
         counted = loop.time()
-        while True:
+        while not self._stopping.is_set():
             self._nudged.clear()
             await self._pass()
-            if self._stopping.is_set():
-                return
             if loop.time() - counted >= self._interval:
                 counted = loop.time()
                 await self._count()
