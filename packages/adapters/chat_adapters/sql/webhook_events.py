@@ -100,13 +100,20 @@ class SqlAlchemyPendingWebhookEvents(PendingWebhookEvents):
     @contextlib.asynccontextmanager
     async def _advisory_lock(self) -> AsyncIterator[bool]:
         # Autocommit: no transaction stays open on the lock's connection.
-        async with _connected(self._reading) as conn:
-            held = bool(await conn.scalar(_TRY_LOCK, {"key": RELAY_LOCK_KEY}))
+        with connecting():
+            conn = await self._reading.connect()
+        try:
+            with translate_errors():
+                held = bool(await conn.scalar(_TRY_LOCK, {"key": RELAY_LOCK_KEY}))
             try:
-                yield held
+                yield held  # the pass's own errors pass through untranslated
             finally:
                 if held:
-                    await self._unlock(conn)
+                    with translate_errors():
+                        await self._unlock(conn)
+        finally:
+            with contextlib.suppress(DBAPIError, OSError):
+                await conn.close()
 
     @staticmethod
     async def _unlock(conn: AsyncConnection) -> None:
