@@ -744,6 +744,25 @@ async def test_a_group_splits_the_partitions_and_follows_joins_and_leaves(
 
 
 @pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_a_member_reports_the_messages_it_handled_per_partition(harness: Harness) -> None:
+    spread = Spread(harness)
+    group = InMemoryWorkerGroup(lease_seconds=0.5)
+    await harness.worker(spread.handler("a"), await harness.make(group=group))
+    await spread.until_shared_by("a")  # every partition handled at least once
+    handled = spread.sent
+
+    async def reported() -> dict[int, int]:
+        while True:
+            counted = dict((await group.beat({})).counted)
+            if sum(counted.values()) >= handled:
+                return counted
+            await asyncio.sleep(group.heartbeat_seconds)  # reported at the worker's beat
+
+    counted = await asyncio.wait_for(reported(), WAIT)
+    assert sorted(counted) == list(range(PARTITIONS))  # the loads the plan balances
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
 async def test_a_dead_members_partitions_go_to_the_others_after_its_lease(
     harness: Harness,
 ) -> None:

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from redis import asyncio as aioredis
 
 from chat_adapters.memory.worker_group import InMemoryWorkerGroup
 from chat_adapters.redis.worker_group import RedisWorkerGroup
@@ -184,6 +185,22 @@ async def test_members_balance_the_messages_they_report(member: Members) -> None
     assert_split(owned, 8)
     mine = owned[0] if busy in owned[0] else owned[1]
     assert mine == {busy}  # the busy partition alone on one member, the rest on the other
+
+
+async def test_an_unreadable_plan_in_redis_is_replaced_by_the_leader() -> None:
+    require(REDIS)
+    name = f"test-group-{uuid.uuid4().hex[:12]}"
+    a = RedisWorkerGroup(REDIS.url, name)
+    try:
+        client = aioredis.Redis.from_url(REDIS.url)
+        await client.hset(f"{name}:worker-group:plan", mapping={"epoch": 5, "plan": "{oops"})
+        await client.aclose()
+        assert await a.share(8, {}) == frozenset(range(8))  # alone: every partition
+        view = await a.beat({})
+        assert view.plan is not None and view.plan.epoch == 6
+    finally:
+        await a.leave()
+        await a.close()
 
 
 async def test_unreachable_redis_is_unavailable() -> None:

@@ -94,12 +94,18 @@ class PartitionPlan:
 @dataclass(frozen=True)
 class GroupView:
     """What one heartbeat reads: the live members (sorted), the group's count of messages
-    handled per partition (by every member, ever), the stored plan, the group's clock."""
+    handled per partition (by every member, ever), the stored plan, the group's clock, and
+    the stored plan's epoch (0: none; the plan may be unreadable, the epoch is not)."""
 
     members: list[str]
     counted: Mapping[int, int]
     plan: PartitionPlan | None
     now: float
+    epoch: int = 0
+
+    def __post_init__(self) -> None:
+        if self.plan is not None and self.epoch < self.plan.epoch:
+            object.__setattr__(self, "epoch", self.plan.epoch)
 
 
 def spread(loads: Mapping[str, float]) -> float:
@@ -214,8 +220,7 @@ def next_plan(view: GroupView, partitions: int, policy: BalancePolicy) -> Partit
     if plan is None or len(plan.owners) != partitions or len(plan.counted) != partitions:
         shares = assign_partitions(partitions, live)
         owners = tuple(next(m for m in live if p in shares[m]) for p in range(partitions))
-        epoch = 1 if plan is None else plan.epoch + 1
-        return PartitionPlan(epoch, live, owners, None, counted, view.now)
+        return PartitionPlan(view.epoch + 1, live, owners, None, counted, view.now)
     loads, window = plan.loads, (plan.counted, plan.since)
     handled = [now - then for now, then in zip(counted, plan.counted, strict=True)]
     if any(h < 0 for h in handled):  # the counters were reset (store lost): start again

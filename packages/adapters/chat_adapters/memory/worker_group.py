@@ -78,7 +78,8 @@ class InMemoryWorkerGroup(WorkerGroup):
                 del store.roster[member]
         for partition, count in handled.items():
             store.counted[partition] = store.counted.get(partition, 0) + count
-        return GroupView(sorted(store.roster), dict(store.counted), store.plan, now)
+        epoch = 0 if store.plan is None else store.plan.epoch
+        return GroupView(sorted(store.roster), dict(store.counted), store.plan, now, epoch)
 
     async def propose(self, plan: PartitionPlan) -> bool:
         stored = self._store.plan

@@ -11,6 +11,7 @@ clocks disagree still agree on who is alive and when a reading is due.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import uuid
@@ -22,13 +23,15 @@ from chat_adapters.redis.client import redis_client
 from chat_domain.errors import Unavailable
 from chat_domain.ports.worker_group import BalancePolicy, GroupView, PartitionPlan, WorkerGroup
 
+log = logging.getLogger(__name__)
+
 # The counters and the plan outlive the members by this much (the plan's loads then
 # place the partitions of a group that restarts).
 KEPT_MS = 24 * 3600 * 1000
 
 # KEYS: the group, the counters, the plan. ARGV: member, lease ms, kept ms, then pairs of
 # partition, messages handled. Renew, forget the expired, count; the live members, the
-# counters, the plan ('' when none) and the time in ms.
+# counters, the plan ('' when none), its epoch and the time in ms.
 BEAT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -40,8 +43,9 @@ for i = 4, #ARGV, 2 do
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 if redis.call('EXISTS', KEYS[3]) == 1 then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
-local plan = redis.call('HGET', KEYS[3], 'plan') or ''
-return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('HGETALL', KEYS[2]), plan, now}
+local plan = redis.call('HMGET', KEYS[3], 'plan', 'epoch')
+return {redis.call('ZRANGE', KEYS[1], 0, -1), redis.call('HGETALL', KEYS[2]),
+        plan[1] or '', plan[2] or '0', now}
 """
 
 # KEYS: the plan. ARGV: its epoch, the plan, kept ms. Stored only over the epoch before.
@@ -98,17 +102,17 @@ class RedisWorkerGroup(WorkerGroup):
             if count:
                 args += [partition, count]
         try:
-            members, counters, plan, now = await self._beat(keys=self._keys, args=args)
+            members, counters, plan, epoch, now = await self._beat(keys=self._keys, args=args)
         except (aioredis.RedisError, OSError) as exc:
             raise Unavailable(f"worker group: Redis does not answer: {exc!r}") from exc
         pairs = [_text(x) for x in counters]
         counted = {int(p): int(c) for p, c in zip(pairs[::2], pairs[1::2], strict=True)}
-        stored = _text(plan)
         return GroupView(
             members=sorted(_text(m) for m in members),
             counted=counted,
-            plan=PartitionPlan.from_dict(json.loads(stored)) if stored else None,
+            plan=_plan(_text(plan)),
             now=int(now) / 1000,
+            epoch=int(_text(epoch)),
         )
 
     async def propose(self, plan: PartitionPlan) -> bool:
@@ -131,3 +135,15 @@ class RedisWorkerGroup(WorkerGroup):
 
 def _text(value: bytes | str | int) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _plan(stored: str) -> PartitionPlan | None:
+    """The stored plan; an unreadable one counts as none (the leader writes the next over
+    it, and members split by count meanwhile)."""
+    if not stored:
+        return None
+    try:
+        return PartitionPlan.from_dict(json.loads(stored))
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("unreadable partition plan in Redis, ignored: %r", exc)
+        return None
