@@ -9,7 +9,8 @@ so they agree without computing from different readings. The rules:
 
 * Sticky: a partition moves only when its owner left, or when the members' loads differ
   by more than ``tolerance`` (``(max - min) / max``); then as few partitions move as bring
-  the spread under half of it (hysteresis), each from the busiest member to the idlest.
+  the spread under half of it (hysteresis), each step from the busiest member to the
+  idlest (one partition, or a swap for a lighter one).
 * Loads are re-measured at most every ``interval_seconds`` and only over at least
   ``min_messages`` messages, blended with the previous reading, so that noise at a low
   rate moves nothing.
@@ -234,7 +235,7 @@ def next_plan(view: GroupView, partitions: int, policy: BalancePolicy) -> Partit
     owners = rebalance(plan.owners, live, weights(loads, partitions), policy.tolerance)
     proposed = replace(
         plan,
-        epoch=plan.epoch + 1,
+        epoch=view.epoch + 1,
         members=live,
         owners=owners,
         loads=loads,
