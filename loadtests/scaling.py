@@ -44,7 +44,7 @@ ROLES = ("servers", "workers", "rabbitmq", "postgres", "redis", GENERATOR)
 # The cluster's own roles: what a deployment pays per message (the generator is the clients).
 CLUSTER_ROLES = ROLES[:-1]
 # A worker whose CPU share differs from the mean share by more than this is flagged: the
-# partitions are not split evenly (today one worker is active on every partition).
+# work is not split evenly over the workers.
 WORKER_SHARE_TOLERANCE = 0.25
 
 QUICK_WORKLOAD = Workload(
