@@ -464,6 +464,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     scaling.add_argument("--worker-nodes", type=int, default=2, help="nodes of the workers line")
     scaling.add_argument("--rate", type=float, default=100.0, help="offered msg/s of each phase")
     scaling.add_argument("--baseline", type=float, default=3.0, help="idle seconds before each")
+    scaling.add_argument(
+        "--warm-up", type=float, default=1.0, help="seconds at the rate before each (not measured)"
+    )
     scaling.add_argument("--seed", type=int, default=22, help="users' nodes, rooms, senders")
     scaling.add_argument(
         "--churn", action="store_true", help="a last phase: a worker added, then one SIGKILLed"
@@ -559,6 +562,7 @@ def scaling_settings(args: argparse.Namespace) -> ScalingSettings:
         churn=args.churn,
         workload=replace(workload, seed=args.seed),
         profile=args.profile,
+        warm_up=args.warm_up,
     )
 
 

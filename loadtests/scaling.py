@@ -20,6 +20,7 @@ import contextlib
 import shutil
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,7 +44,7 @@ ROLES = ("servers", "workers", "rabbitmq", "postgres", "redis", GENERATOR)
 # The cluster's own roles: what a deployment pays per message (the generator is the clients).
 CLUSTER_ROLES = ROLES[:-1]
 # A worker whose CPU share differs from the mean share by more than this is flagged: the
-# partitions are not split evenly (today one worker is active on every partition).
+# work is not split evenly over the workers.
 WORKER_SHARE_TOLERANCE = 0.25
 
 QUICK_WORKLOAD = Workload(
@@ -63,6 +64,9 @@ class ScalingSettings:
     churn: bool
     workload: Workload
     profile: Path | None = None  # py-spy flame graphs of each phase go there
+    # Seconds at the rate before each phase, not measured: new nodes' first requests, and
+    # time for the worker group to measure the partitions' loads and balance them.
+    warm_up: float = 1.0
 
     def configurations(self) -> list[tuple[int, int]]:
         """(nodes, workers) in the order they run: the nodes line with one worker, then the
@@ -94,6 +98,7 @@ class ScalingSettings:
             "churn": self.churn,
             "workload": self.workload.describe(),
             "profile": None if self.profile is None else str(self.profile),
+            "warm_up_s": self.warm_up,
         }
 
 
@@ -185,30 +190,64 @@ def _net_ms(
     return raw, net
 
 
-def worker_shares(window: Window, names: dict[int, str], churn: bool) -> dict[str, Any]:
-    """Each worker's CPU and share of the workers' CPU; ``uneven`` when one differs from
-    the mean share by more than 25% (not judged in a churn phase: its workers changed)."""
+def worker_shares(
+    window: Window, names: dict[int, str], churn: bool, stored: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """Each worker's CPU and share of the workers' CPU, and of the messages stored when
+    ``stored`` (pid -> messages stored over the phase) is known; ``uneven`` when one CPU
+    share differs from the mean share by more than 25% (not judged in a churn phase: its
+    workers changed). ``workers_spread`` = (largest - smallest) / largest CPU share."""
     cpu = window.cpu.get("workers", {})
     total = sum(cpu.values())
+    counted = sum((stored or {}).values())
     detail: list[dict[str, Any]] = [
         {
             "name": names.get(pid, str(pid)),
             "pid": pid,
             "cpu_percent": round(seconds / window.wall * 100, 2),
             "share": round(seconds / total, 3) if total > 0 else None,
-            # A worker's count of stored messages is not readable from outside today (no
-            # metrics port on `chat worker`): its CPU share stands for it.
-            "messages_stored": None,
+            # From the worker's /metrics (chat_messages_stored_total), over the phase.
+            "messages_stored": None if stored is None else stored.get(pid),
+            "message_share": (
+                round(stored.get(pid, 0) / counted, 3) if stored is not None and counted else None
+            ),
         }
         for pid, seconds in sorted(cpu.items(), key=lambda item: names.get(item[0], ""))
     ]
-    uneven = None
+    uneven = spread = None
     if not churn and len(detail) > 1 and total > 0:
         mean = 1 / len(detail)
-        uneven = any(
-            abs((d["share"] or 0.0) - mean) > WORKER_SHARE_TOLERANCE * mean for d in detail
-        )
-    return {"workers_detail": detail, "workers_uneven": uneven}
+        shares = [d["share"] or 0.0 for d in detail]
+        uneven = any(abs(share - mean) > WORKER_SHARE_TOLERANCE * mean for share in shares)
+        spread = round((max(shares) - min(shares)) / max(shares), 3)
+    return {"workers_detail": detail, "workers_uneven": uneven, "workers_spread": spread}
+
+
+def stored_by_worker(cluster: ScalableCluster) -> dict[int, int]:
+    """Each live worker's ``chat_messages_stored_total``, read from its /metrics (its
+    ``CHAT_WORKER_OPS_PORT``); a worker that does not answer is left out."""
+    counts: dict[int, int] = {}
+    for worker in cluster.workers:
+        port = worker.env.get("CHAT_WORKER_OPS_PORT")
+        if worker.proc is None or port is None:
+            continue
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            if line.startswith("chat_messages_stored_total "):
+                counts[worker.proc.pid] = int(float(line.split()[1]))
+    return counts
+
+
+def _stored(before: dict[int, int], after: dict[int, int]) -> dict[int, int] | None:
+    """Messages each worker stored over the phase; None unless every worker answered both
+    times (a worker started or killed mid-phase has no count)."""
+    if not after or set(before) != set(after):
+        return None
+    return {pid: after[pid] - before[pid] for pid in after}
 
 
 async def _sampling(meter: RoleMeter) -> None:
@@ -284,8 +323,11 @@ async def measure(
         progress.update(f"connecting {len(population.members)} sockets", force=True)
         await population.connect_all()
         senders = accounts.senders(workload, population, shares, seed)
-        # Warm-up, not measured: new nodes' first requests, caches, pools.
-        await phases.open_loop(population, settings.rate, 1.0, progress, senders=senders)
+        # Warm-up, not measured: new nodes' first requests, caches, pools; the group's
+        # loads (a load-balanced split settles within a few of its readings).
+        await phases.open_loop(
+            population, settings.rate, settings.warm_up, progress, senders=senders
+        )
         await phases.drain(population, settings.drain)
         baseline = None
         if settings.baseline > 0:
@@ -293,6 +335,7 @@ async def measure(
             meter.start()
             await asyncio.sleep(settings.baseline)
             baseline = meter.stop()
+        stored_before = await asyncio.to_thread(stored_by_worker, cluster)
         with phases.generator_gc_paused():
             host = phases.HostCpu.read()
             meter.start()
@@ -320,6 +363,7 @@ async def measure(
                 await sampling
             window = meter.stop()
             busy = phases.host_percents(host, phases.HostCpu.read())
+        stored_after = await asyncio.to_thread(stored_by_worker, cluster)
     finally:
         await population.close()
     summary = phases.summarize(stats, duration, population.tracker.lost())
@@ -340,7 +384,7 @@ async def measure(
         "baseline_percent": baseline.role_percent() if baseline is not None else None,
         "ms_per_message": net,
         "ms_per_message_raw": raw,
-        **worker_shares(window, cluster.names, churn),
+        **worker_shares(window, cluster.names, churn, _stored(stored_before, stored_after)),
         "profiles": profiles,
         **busy,
     }

@@ -126,7 +126,9 @@ def _add_first(model: dict[str, Any]) -> str:
 
 def _worker(detail: dict[str, Any]) -> str:
     share = "-" if detail["share"] is None else f"{detail['share'] * 100:.0f}%"
-    return f"{detail['name']} {detail['cpu_percent']:.0f}% ({share})"
+    messages = detail.get("message_share")
+    stored = "" if messages is None else f", msgs {messages * 100:.0f}%"
+    return f"{detail['name']} {detail['cpu_percent']:.0f}% ({share}{stored})"
 
 
 def render(result: dict[str, Any]) -> str:
@@ -166,15 +168,19 @@ def render(result: dict[str, Any]) -> str:
             _label(r),
             ", ".join(_worker(d) for d in r["workers_detail"]),
             {None: "-", True: "UNEVEN", False: "even"}[r["workers_uneven"]],
+            "-" if r.get("workers_spread") is None else f"{r['workers_spread'] * 100:.0f}%",
         ]
         for r in rows
     ]
     if shares:
         parts += [
             "",
-            "each worker: CPU (% of a core) and its share of the workers' CPU; uneven = one "
-            "share off the mean by more than 25%",
-            text_table(["nodes", "workers", "workload", "workers", "split"], shares, left=5),
+            "each worker: CPU (% of a core), its share of the workers' CPU and of the messages "
+            "stored; uneven = one CPU share off the mean by more than 25%; spread = (largest - "
+            "smallest) / largest CPU share",
+            text_table(
+                ["nodes", "workers", "workload", "workers", "split", "spread"], shares, left=5
+            ),
         ]
     goal = result.get("goal")
     if goal is not None:

@@ -30,7 +30,6 @@ from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
 from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
-from chat_domain.ports.worker_group import assign_partitions
 from tests.support.processes import free_port
 from tests.support.services import RABBITMQ, in_ci, require
 
@@ -683,8 +682,27 @@ class Spread:
 
         return functools.partial(self.recorder.run, work=work)
 
+    async def until_shared_by(self, *workers: str) -> None:
+        """Publish rounds until one round was handled by exactly ``workers``, each partition
+        by one of them, their counts within one of each other (the group balances by
+        count until it has measured loads: these rounds load every partition alike)."""
+
+        def shared(split: dict[str, frozenset[int]]) -> bool:
+            counts = [len(split.get(w, ())) for w in workers]
+            every = [p for w in workers for p in split.get(w, ())]
+            return (
+                set(split) == set(workers)
+                and sorted(every) == list(range(PARTITIONS))
+                and max(counts) - min(counts) <= 1
+            )
+
+        await self._until(shared)
+
     async def until_split(self, expected: dict[str, frozenset[int]]) -> None:
         """Publish rounds until one round was handled exactly as ``expected`` splits it."""
+        await self._until(lambda split: split == expected)
+
+    async def _until(self, done: Callable[[dict[str, frozenset[int]]], bool]) -> None:
 
         async def rounds() -> None:
             while True:
@@ -695,7 +713,7 @@ class Spread:
                     self.published[room].append(msg.id)
                 self.sent += len(self.rooms)
                 await self.recorder.wait_for(self.sent)
-                if {w: frozenset(p) for w, p in self.handled_by.items()} == expected:
+                if done({w: frozenset(p) for w, p in self.handled_by.items()}):
                     return
 
         await asyncio.wait_for(rounds(), WAIT)
@@ -708,26 +726,40 @@ async def test_a_group_splits_the_partitions_and_follows_joins_and_leaves(
     spread = Spread(harness)
     roster = InMemoryWorkerGroup(lease_seconds=0.5)
     groups = {name: roster.another_member() for name in ("a", "b", "c")}
-    ids = {name: group.member_id for name, group in groups.items()}
-
-    def split(*names: str) -> dict[str, frozenset[int]]:
-        shares = assign_partitions(PARTITIONS, [ids[n] for n in names])
-        return {n: shares[ids[n]] for n in names if shares[ids[n]]}
 
     brokers = {}
     for name in ("a", "b"):
         brokers[name] = await harness.make(group=groups[name])
         await harness.worker(spread.handler(name), brokers[name])
-    await spread.until_split(split("a", "b"))  # both consume, each its own share
+    await spread.until_shared_by("a", "b")  # both consume, each its own share
 
     brokers["c"] = await harness.make(group=groups["c"])
     await harness.worker(spread.handler("c"), brokers["c"])
-    await spread.until_split(split("a", "b", "c"))  # c joins: shares move to it
+    await spread.until_shared_by("a", "b", "c")  # c joins: shares move to it
 
     await asyncio.wait_for(brokers["b"].close(), WAIT)  # b leaves gracefully
-    await spread.until_split(split("a", "c"))
+    await spread.until_shared_by("a", "c")
 
     assert dict(spread.recorder.stored) == spread.published  # once each, in order
+
+
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_a_member_reports_the_messages_it_handled_per_partition(harness: Harness) -> None:
+    spread = Spread(harness)
+    group = InMemoryWorkerGroup(lease_seconds=0.5)
+    await harness.worker(spread.handler("a"), await harness.make(group=group))
+    await spread.until_shared_by("a")  # every partition handled at least once
+    handled = spread.sent
+
+    async def reported() -> dict[int, int]:
+        while True:
+            counted = dict((await group.beat({})).counted)
+            if sum(counted.values()) >= handled:
+                return counted
+            await asyncio.sleep(group.heartbeat_seconds)  # reported at the worker's beat
+
+    counted = await asyncio.wait_for(reported(), WAIT)
+    assert sorted(counted) == list(range(PARTITIONS))  # the loads the plan balances
 
 
 @pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
@@ -739,8 +771,7 @@ async def test_a_dead_members_partitions_go_to_the_others_after_its_lease(
     a, b = roster.another_member(), roster.another_member()
     await harness.worker(spread.handler("a"), await harness.make(group=a))
     dies = await harness.worker(spread.handler("b"), await harness.make(group=b))
-    shares = assign_partitions(PARTITIONS, [a.member_id, b.member_id])
-    await spread.until_split({"a": shares[a.member_id], "b": shares[b.member_id]})
+    await spread.until_shared_by("a", "b")
 
     await dies.kill()  # no leave: its lease runs out
     await spread.until_split({"a": frozenset(range(PARTITIONS))})

@@ -11,11 +11,17 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from redis import asyncio as aioredis
 
 from chat_adapters.memory.worker_group import InMemoryWorkerGroup
 from chat_adapters.redis.worker_group import RedisWorkerGroup
 from chat_domain.errors import Unavailable
-from chat_domain.ports.worker_group import WorkerGroup, assign_partitions
+from chat_domain.ports.worker_group import (
+    BalancePolicy,
+    PartitionPlan,
+    WorkerGroup,
+    assign_partitions,
+)
 from tests.support.processes import free_port
 from tests.support.services import REDIS, require
 
@@ -30,8 +36,8 @@ async def member(request: pytest.FixtureRequest) -> AsyncIterator[Members]:
     if request.param == "memory":
         first = InMemoryWorkerGroup()
 
-        def make(lease_seconds: float = 4.0) -> WorkerGroup:
-            group = first.another_member(lease_seconds)
+        def make(lease_seconds: float = 4.0, policy: BalancePolicy | None = None) -> WorkerGroup:
+            group = first.another_member(lease_seconds, policy=policy)
             made.append(group)
             return group
 
@@ -39,8 +45,8 @@ async def member(request: pytest.FixtureRequest) -> AsyncIterator[Members]:
         require(REDIS)
         name = f"test-group-{uuid.uuid4().hex[:12]}"
 
-        def make(lease_seconds: float = 4.0) -> WorkerGroup:
-            group = RedisWorkerGroup(REDIS.url, name, lease_seconds=lease_seconds)
+        def make(lease_seconds: float = 4.0, policy: BalancePolicy | None = None) -> WorkerGroup:
+            group = RedisWorkerGroup(REDIS.url, name, lease_seconds=lease_seconds, policy=policy)
             made.append(group)
             return group
 
@@ -107,6 +113,96 @@ async def test_members_agree_on_a_balanced_disjoint_assignment(member: Members) 
     assert max(map(len, owned)) - min(map(len, owned)) <= 1
 
 
+async def test_members_add_up_the_messages_handled_per_partition(member: Members) -> None:
+    a, b = member(), member()
+    before = (await a.beat({})).counted
+    await a.beat({0: 5, 3: 2})
+    view = await b.beat({0: 1, 7: 0})
+    assert view.members == sorted([a.member_id, b.member_id])
+    assert {p: view.counted.get(p, 0) - before.get(p, 0) for p in (0, 3, 7)} == {
+        0: 6,
+        3: 2,
+        7: 0,
+    }
+
+
+def plan(epoch: int, members: list[str]) -> PartitionPlan:
+    owners = tuple(members[p % len(members)] for p in range(8))
+    loads = tuple(0.125 for _ in range(8))
+    return PartitionPlan(epoch, tuple(members), owners, loads, tuple(range(8)), 12.5)
+
+
+async def test_a_plan_is_stored_only_over_the_epoch_before_it(member: Members) -> None:
+    a, b = member(), member()
+    ids = sorted([a.member_id, b.member_id])
+    assert (await a.beat({})).plan is None
+    assert await a.propose(plan(1, ids))
+    assert not await b.propose(plan(1, ids[:1]))  # a concurrent first plan loses
+    assert not await b.propose(plan(3, ids[:1]))  # so does one skipping an epoch
+    assert (await b.beat({})).plan == plan(1, ids)  # read back as written
+    assert await b.propose(plan(2, ids[:1]))
+    assert (await a.beat({})).plan == plan(2, ids[:1])
+
+
+async def shares(group: list[WorkerGroup], partitions: int = 32) -> list[frozenset[int]]:
+    """Two rounds of ``share`` (the leader's plan is read by the others at the next)."""
+    for m in group:
+        await m.share(partitions, {})
+    return [await m.share(partitions, {}) for m in group]
+
+
+def assert_split(owned: list[frozenset[int]], partitions: int = 32) -> None:
+    assert sorted(p for mine in owned for p in mine) == list(range(partitions))  # each once
+
+
+async def test_members_sharing_agree_and_follow_joins_and_leaves(member: Members) -> None:
+    a, b, c = member(), member(), member()
+    owned = await shares([a, b])
+    assert_split(owned)
+    assert max(map(len, owned)) - min(map(len, owned)) <= 1  # no loads yet: by count
+
+    owned = await shares([a, b, c])
+    assert_split(owned)
+    assert all(owned)
+
+    await b.leave()
+    kept = {m.member_id: mine for m, mine in zip([a, c], owned[::2], strict=True)}
+    owned = await shares([a, c])
+    assert_split(owned)
+    assert kept[a.member_id] <= owned[0] and kept[c.member_id] <= owned[1]  # only b's moved
+
+
+async def test_members_balance_the_messages_they_report(member: Members) -> None:
+    policy = BalancePolicy(tolerance=0.15, interval_seconds=0.01, min_messages=10)
+    a, b = member(policy=policy), member(policy=policy)
+    owned = await shares([a, b], partitions=8)
+    busy = min(owned[0])  # one partition of a's carries most of the messages
+    for _ in range(3):
+        await asyncio.sleep(0.02)  # past the plan's interval on the group's clock
+        for m, mine in zip([a, b], owned, strict=True):  # each reports what it holds
+            await m.share(8, {p: (700 if p == busy else 10) for p in mine})
+        owned = await shares([a, b], partitions=8)
+    assert_split(owned, 8)
+    mine = owned[0] if busy in owned[0] else owned[1]
+    assert mine == {busy}  # the busy partition alone on one member, the rest on the other
+
+
+async def test_an_unreadable_plan_in_redis_is_replaced_by_the_leader() -> None:
+    require(REDIS)
+    name = f"test-group-{uuid.uuid4().hex[:12]}"
+    a = RedisWorkerGroup(REDIS.url, name)
+    try:
+        client = aioredis.Redis.from_url(REDIS.url)
+        await client.hset(f"{name}:worker-group:plan", mapping={"epoch": 5, "plan": "{oops"})
+        await client.aclose()
+        assert await a.share(8, {}) == frozenset(range(8))  # alone: every partition
+        view = await a.beat({})
+        assert view.plan is not None and view.plan.epoch == 6
+    finally:
+        await a.leave()
+        await a.close()
+
+
 async def test_unreachable_redis_is_unavailable() -> None:
     group = RedisWorkerGroup(f"redis://127.0.0.1:{free_port()}/0", "nowhere", lease_seconds=1)
     try:
@@ -114,6 +210,8 @@ async def test_unreachable_redis_is_unavailable() -> None:
             await group.heartbeat()
         with pytest.raises(Unavailable):
             await group.leave()
+        with pytest.raises(Unavailable):
+            await group.share(32, {0: 1})
     finally:
         await group.close()
 

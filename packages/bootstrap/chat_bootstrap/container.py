@@ -53,6 +53,7 @@ from chat_bootstrap.settings import Settings
 from chat_domain.ports.presence import PresenceTracker
 from chat_domain.ports.rate_limit import RateRule
 from chat_domain.ports.webhooks import WebhookEndpoint
+from chat_domain.ports.worker_group import BalancePolicy
 from chat_domain.usecases.accounts import (
     DeactivateUser,
     FindEndedSessions,
@@ -169,16 +170,25 @@ class Container(containers.DeclarativeContainer):
     # --- broker ---------------------------------------------------------------------
     # The workers sharing the partitions: alone in one process, or every worker through
     # Redis (workers have Redis anyway, for the fan-out); docs/scaling.md.
+    balance_policy = providers.Singleton(
+        BalancePolicy,
+        by_load=providers.Callable("load".__eq__, settings.provided.worker_balance),
+        tolerance=settings.provided.worker_balance_tolerance,
+        interval_seconds=settings.provided.worker_balance_seconds,
+    )
     worker_group = providers.Selector(
         settings.provided.socketio_manager,
         local=providers.Singleton(
-            InMemoryWorkerGroup, lease_seconds=settings.provided.worker_lease_seconds
+            InMemoryWorkerGroup,
+            lease_seconds=settings.provided.worker_lease_seconds,
+            policy=balance_policy,
         ),
         redis=providers.Singleton(
             RedisWorkerGroup,
             url=settings.provided.redis_url,
             name=settings.provided.rabbitmq_prefix,
             lease_seconds=settings.provided.worker_lease_seconds,
+            policy=balance_policy,
         ),
     )
     broker_adapter = providers.Selector(

@@ -106,6 +106,27 @@ class Settings(BaseSettings):
         description="Seconds a worker that stopped heartbeating keeps its partitions (after a "
         "kill -9, the others take them over then); workers heartbeat four times per lease.",
     )
+    worker_balance: Literal["load", "count"] = Field(
+        "load",
+        description="How workers split the partitions: `load` balances the messages each "
+        "handles (measured per partition, see docs/scaling.md), `count` gives each the same "
+        "number of partitions by rendezvous hashing. Every worker must use the same.",
+    )
+    worker_balance_tolerance: float = Field(
+        0.15,
+        gt=0,
+        lt=1,
+        description="With `load` balancing, how far the workers' loads may spread "
+        "((busiest - idlest) / busiest) before partitions move; a move brings the spread "
+        "under half of it.",
+    )
+    worker_balance_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="With `load` balancing, the loads are re-measured (and partitions moved "
+        "for load) at most this often, over at least 500 messages; a worker joining or "
+        "leaving moves partitions at once.",
+    )
     worker_ops_host: str = Field(
         "127.0.0.1",
         description="Address a `chat worker` serves `/healthz`, `/readyz` and `/metrics` on.",

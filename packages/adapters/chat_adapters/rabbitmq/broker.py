@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from chat_adapters.rabbitmq.codec import decode, encode, partition_of
 from chat_domain.entities import Message
 from chat_domain.errors import Unavailable
 from chat_domain.ports.broker import DeadLetter, MessageBatchHandler, MessageBroker
-from chat_domain.ports.worker_group import WorkerGroup, assign_partitions
+from chat_domain.ports.worker_group import WorkerGroup
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,8 @@ class RabbitMQBroker(MessageBroker):
     key. Each queue has single-active-consumer, so with many workers a partition is
     drained by one of them at a time, in order, and another takes over when it goes
     away. Which partitions a consumer subscribes to, the worker ``group`` decides: each
-    live worker gets an equal share, and the shares follow workers joining and leaving
+    live worker gets a share of even load (the messages it handled per partition are
+    reported at each heartbeat), and the shares follow workers joining and leaving
     (without a group, a consumer subscribes to every partition). Single-active-consumer
     stays the fence: during a handover two workers may be subscribed, one consumes.
 
@@ -122,6 +123,8 @@ class RabbitMQBroker(MessageBroker):
         self._stopping = asyncio.Event()
         self._consumers_done: list[asyncio.Event] = []
         self._closed = False
+        # Messages handled per partition since the group last heard of it (its loads).
+        self._handled: Counter[int] = Counter()
 
     # Names, public so that operators and tests can find (and clean up) what we declare.
     @property
@@ -332,9 +335,11 @@ class RabbitMQBroker(MessageBroker):
         cut_off = False
         while not self._stopping.is_set():
             if group is not None:
+                handled, self._handled = self._handled, Counter()
                 try:
-                    members = await group.heartbeat()
+                    mine = await group.share(self._partitions, handled)
                 except Unavailable as exc:
+                    self._handled.update(handled)  # reported at the next answer instead
                     if loop.time() - heard > group.lease_seconds and not cut_off:
                         log.warning(
                             "worker group unreachable for a whole lease (%s): subscribing to "
@@ -346,8 +351,7 @@ class RabbitMQBroker(MessageBroker):
                     if cut_off:
                         log.warning("worker group reachable again: back to our share")
                     heard, cut_off = loop.time(), False
-                    mine = assign_partitions(self._partitions, members).get(group.member_id)
-                    wanted = mine or frozenset()
+                    wanted = mine
             await self._rebalance(wanted, handler, held, releasing)
             interval = self._reconnect_interval if group is None else group.heartbeat_seconds
             with contextlib.suppress(TimeoutError):
@@ -490,6 +494,7 @@ class RabbitMQBroker(MessageBroker):
                 stopping=partition.stop,
                 partition=partition.index,
             )
+            self._handled[partition.index] += sum(o is Outcome.HANDLED for o in outcomes)
             if all(outcome is Outcome.HANDLED for outcome in outcomes):
                 await _settle(batch[-1][0].ack(multiple=True))  # the whole batch at once
                 continue
