@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.notifier import USER_ROOM_PREFIX
 from chat_adapters.socketio.room_directory import Room, RoomDirectory
 from chat_adapters.socketio.routing import batch_head, packed, routed_rooms, unpacked
+from chat_adapters.socketio.subscription import RedisSubscription
 from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
@@ -215,8 +215,17 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             restart = True
         else:
             problem, definite = await self._canary_round_trip()
-            self._missed_echoes = self._missed_echoes + 1 if problem and not definite else 0
-            restart = definite or self._missed_echoes >= MISSED_ECHOES_BEFORE_RESTART
+            # A listener still (re)subscribing retries by itself: not a dead one, only
+            # not ready. (Its connection opens in a few round trips; a probe right after
+            # a restart would otherwise find "no subscriber" and restart it again.)
+            subscribing = problem is not None and not self.directory.subscribed.is_set()
+            if subscribing:
+                problem = f"subscribing ({problem})"
+            late = problem is not None and not definite and not subscribing
+            self._missed_echoes = self._missed_echoes + 1 if late else 0
+            restart = not subscribing and (
+                definite or self._missed_echoes >= MISSED_ECHOES_BEFORE_RESTART
+            )
         self._problem = problem
         LISTENER_UP.labels(self.channel).set(0 if problem else 1)
         if problem is None:
@@ -393,14 +402,18 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         shared, canary = self.channel.encode(), self._canary_channel.encode()
         own = self._node_channel.encode()
         delay = RESUBSCRIBE_DELAY_MIN
+        channels = (self.channel, self._canary_channel, self._node_channel)
         while True:
-            pubsub = self._redis().pubsub()
-            self.pubsub = pubsub
+            subscription: RedisSubscription | None = None
             run = self._listening = object()
             try:
-                await pubsub.subscribe(self.channel, self._canary_channel, self._node_channel)
+                # Read off its own connection, not redis-py's PubSub (see .subscription).
+                subscription = await RedisSubscription.open(
+                    self.redis_url, channels, self.redis_options.get("client_name")
+                )
+                self.pubsub = subscription
                 delay = RESUBSCRIBE_DELAY_MIN
-                async for kind, channel, data in self._replies(pubsub):
+                async for kind, channel, data in subscription.replies():
                     if kind == b"message" and channel in (shared, own):
                         emits = self._unpack(data)
                         self._count_received(len(emits))
@@ -438,31 +451,10 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 if self._listening is run:  # not a newer listener's subscription
                     self.directory.subscribed.clear()
                 # Bounded too: closing a connection Redis already dropped can hang.
-                with contextlib.suppress(Exception):
-                    async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
-
-    @staticmethod
-    async def _replies(pubsub: Any) -> AsyncIterator[tuple[bytes, bytes, Any]]:
-        """What Redis pushes on the subscribed connection: (kind, channel, data).
-
-        Read from the connection itself, not through ``PubSub.listen()``: that path wraps
-        each message in a retry, a health check, observability records and a dict, about
-        a quarter of a millisecond of CPU per message on this node at a few hundred
-        messages a second (measured), and this listener needs none of it: it resubscribes
-        on any error itself. ``math.inf``: block without the client's socket timeout, as
-        ``listen()`` asks for (redis-py 8; tests/guards checks it).
-        """
-        connection = pubsub.connection
-        while True:
-            reply = await connection.read_response(
-                timeout=math.inf, disconnect_on_error=False, push_request=True
-            )
-            if isinstance(reply, list) and len(reply) == 3:
-                kind, channel, data = reply
-                yield bytes(kind), channel, data
-            elif reply is None or isinstance(reply, Exception):
-                raise ConnectionError(f"socket.io Redis subscription read {reply!r}")
+                if subscription is not None:
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
+                            await subscription.aclose()
 
     def _forget_rooms_not_held(self, emits: list[Any]) -> None:
         """An event came with no room this node holds: it is still listed in one (an
