@@ -8,11 +8,9 @@ side (the module named in the message) in line, then record the new hash here.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import inspect
 import textwrap
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -166,32 +164,3 @@ def test_engineio_exposes_what_the_transport_bounds_use() -> None:
         "re-read chat_server/outbound.py, admission.py and client_packets.py against them"
     )
 
-
-async def test_redis_reads_a_subscription_past_the_socket_timeout_with_math_inf() -> None:
-    # chat_adapters/socketio/redis_manager.py reads its subscription from the connection,
-    # read_response(timeout=math.inf), as redis-py 8's PubSub.listen() does: no socket
-    # timeout. Were math.inf read as a timeout (or refused), an idle listener would drop.
-    import math
-
-    import redis.asyncio as aioredis
-
-    from tests.support.services import REDIS, require
-
-    require(REDIS)
-    channel = f"guard-{uuid.uuid4().hex}"
-    async with aioredis.from_url(REDIS.url, socket_timeout=0.05) as client:
-        pubsub = client.pubsub()
-        await pubsub.subscribe(channel)
-        connection = pubsub.connection
-        assert connection is not None
-        confirmed = await connection.read_response(timeout=math.inf, push_request=True)
-        assert list(confirmed)[:2] == [b"subscribe", channel.encode()]
-        reading = asyncio.ensure_future(
-            connection.read_response(timeout=math.inf, disconnect_on_error=False, push_request=True)
-        )
-        # Still waiting well past the 50 ms socket timeout, not failed.
-        done, _ = await asyncio.wait({reading}, timeout=0.3)
-        assert not done, f"redis-py ended a read with timeout=math.inf: {reading.result()!r}"
-        await client.publish(channel, b"hello")
-        assert list(await asyncio.wait_for(reading, 5)) == [b"message", channel.encode(), b"hello"]
-        await pubsub.aclose()
