@@ -163,4 +163,3 @@ def test_engineio_exposes_what_the_transport_bounds_use() -> None:
         f"python-engineio/python-socketio changed what the transport bounds use: {problems}; "
         "re-read chat_server/outbound.py, admission.py and client_packets.py against them"
     )
-
