@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -31,6 +31,36 @@ POSTGRES_SHARED = (
 )
 
 
+# Our own processes (Python, a few threads each) are also read in detail (``Detail``).
+DETAILED_ROLES = ("servers", "workers")
+
+
+@dataclass(frozen=True)
+class Detail:
+    """Where a process's CPU went, summed over its threads.
+
+    ``user`` and ``system``: seconds, from /proc/<pid>/stat, counted by the kernel's tick
+    (250 Hz here: a process that runs for short bursts is charged a whole tick when one
+    lands in a burst, so short windows of an idle process read coarse). ``run``: seconds
+    on a CPU by the scheduler's own clock (/proc/<pid>/task/*/schedstat, in ns: exact).
+    ``sleeps``: times a thread blocked (voluntary context switches: for an event loop, each
+    time it waited for I/O or a timer with nothing to do); ``preempted``: times a thread was
+    taken off a CPU it wanted (involuntary). Threads that ended are no longer counted in
+    ``run``, ``sleeps`` and ``preempted``.
+    """
+
+    user: float = 0.0
+    system: float = 0.0
+    run: float = 0.0
+    sleeps: int = 0
+    preempted: int = 0
+
+    def minus(self, other: Detail) -> Detail:
+        return Detail(
+            **{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)}
+        )
+
+
 @dataclass(frozen=True)
 class Reading:
     """One process's CPU so far, and when it started (clock ticks since boot: a pid that is
@@ -38,17 +68,40 @@ class Reading:
 
     started: int
     cpu: float
+    detail: Detail | None = None
 
 
-def read(pid: int) -> Reading | None:
-    """utime + stime and start time from /proc/<pid>/stat; None for a process gone."""
+def read(pid: int, detailed: bool = False) -> Reading | None:
+    """utime + stime and start time from /proc/<pid>/stat (and with ``detailed``, the
+    process's ``Detail``); None for a process gone."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     fields = raw.rsplit(")", 1)[1].split()
     # After the command name: state is field 0, utime 11, stime 12, starttime 19.
-    return Reading(int(fields[19]), (int(fields[11]) + int(fields[12])) / CLK_TCK)
+    user, system = int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+    detail = _detail(pid, user, system) if detailed else None
+    return Reading(int(fields[19]), user + system, detail)
+
+
+def _detail(pid: int, user: float, system: float) -> Detail | None:
+    run_ns = sleeps = preempted = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return None
+    for task in tasks:
+        try:
+            run_ns += int((task / "schedstat").read_text().split()[0])
+            for line in (task / "status").read_text().splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    sleeps += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    preempted += int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread ended meanwhile
+    return Detail(user, system, run_ns / 1e9, sleeps, preempted)
 
 
 def boot_ticks_now() -> int:
@@ -119,7 +172,7 @@ class RoleMeter:
     def sample(self) -> None:
         for role, pids in self.roles().items():
             for pid in pids:
-                reading = read(pid)
+                reading = read(pid, detailed=role in DETAILED_ROLES)
                 if reading is None:
                     continue
                 key = (role, pid)
@@ -128,7 +181,8 @@ class RoleMeter:
                     continue  # the pid was reused by another process
                 if first is None:
                     born_inside = self._sampled and reading.started >= self._started_ticks
-                    self._first[key] = Reading(reading.started, 0.0) if born_inside else reading
+                    zero = Reading(reading.started, 0.0, reading.detail and Detail())
+                    self._first[key] = zero if born_inside else reading
                 self._last[key] = reading
         self._sampled = True
 
@@ -136,13 +190,17 @@ class RoleMeter:
         self.sample()
         wall = max(time.perf_counter() - self._started_wall, 1e-9)
         per_process: dict[str, dict[int, float]] = {}
+        details: dict[str, dict[int, Detail]] = {}
         for key, last in self._last.items():
             role, pid = key
-            per_process.setdefault(role, {})[pid] = max(last.cpu - self._first[key].cpu, 0.0)
+            first = self._first[key]
+            per_process.setdefault(role, {})[pid] = max(last.cpu - first.cpu, 0.0)
+            if last.detail is not None and first.detail is not None:
+                details.setdefault(role, {})[pid] = last.detail.minus(first.detail)
         for role in self.roles():
             per_process.setdefault(role, {})
         per_process[GENERATOR] = {os.getpid(): time.process_time() - self._generator}
-        return Window(wall, per_process)
+        return Window(wall, per_process, details)
 
 
 @dataclass(frozen=True)
@@ -151,6 +209,17 @@ class Window:
 
     wall: float
     cpu: dict[str, dict[int, float]]
+    # For the roles in DETAILED_ROLES: each process's Detail over the window.
+    detail: dict[str, dict[int, Detail]] = field(default_factory=dict)
+
+    def role_detail(self, role: str) -> Detail:
+        """The role's processes' Details, summed."""
+        total = Detail()
+        for one in self.detail.get(role, {}).values():
+            total = Detail(
+                **{f.name: getattr(total, f.name) + getattr(one, f.name) for f in fields(one)}
+            )
+        return total
 
     def role_seconds(self) -> dict[str, float]:
         return {role: sum(pids.values()) for role, pids in self.cpu.items()}

@@ -28,7 +28,7 @@ from typing import Any
 
 from loadtests import phases
 from loadtests.driver import Member, Population, Room, now
-from loadtests.roles import GENERATOR, RoleMeter, Window
+from loadtests.roles import DETAILED_ROLES, GENERATOR, Detail, RoleMeter, Window
 from loadtests.targets import ScalableCluster
 from loadtests.workloads import (
     DIRECT_CROSS,
@@ -188,6 +188,52 @@ def _net_ms(
         cluster = [values[r] for r in CLUSTER_ROLES]
         values["cluster"] = None if None in cluster else round(sum(c or 0.0 for c in cluster), 3)
     return raw, net
+
+
+def _net_detail(
+    window: Window, baseline: Window | None, accepted: int
+) -> dict[str, dict[str, float] | None]:
+    """For our own roles, each ``Detail`` figure per accepted message, net of the idle
+    baseline's rate over the same wall time: user, system and run (the scheduler's exact
+    clock) in ms, sleeps and preemptions in counts."""
+    per: dict[str, dict[str, float] | None] = {}
+    for role in DETAILED_ROLES:
+        if not accepted or not window.detail.get(role):
+            per[role] = None
+            continue
+        used = window.role_detail(role)
+        idle = baseline.role_detail(role) if baseline is not None else Detail()
+        scale = window.wall / baseline.wall if baseline is not None else 0.0
+
+        net = {
+            name: max(getattr(used, name) - getattr(idle, name) * scale, 0.0) / accepted
+            for name in ("user", "system", "run", "sleeps", "preempted")
+        }
+        per[role] = {
+            "user_ms": round(net["user"] * 1000, 3),
+            "system_ms": round(net["system"] * 1000, 3),
+            "run_ms": round(net["run"] * 1000, 3),
+            "sleeps": round(net["sleeps"], 3),
+            "preempted": round(net["preempted"], 3),
+        }
+    return per
+
+
+def _idle_detail(baseline: Window | None) -> dict[str, dict[str, float] | None]:
+    """Each detailed role's idle rate in the baseline, per process: run in % of a core
+    (exact clock), sleeps per second."""
+    per: dict[str, dict[str, float] | None] = {}
+    for role in DETAILED_ROLES:
+        processes = len(baseline.detail.get(role, {})) if baseline is not None else 0
+        if baseline is None or not processes:
+            per[role] = None
+            continue
+        idle = baseline.role_detail(role)
+        per[role] = {
+            "run_percent_per_process": round(idle.run / baseline.wall / processes * 100, 3),
+            "sleeps_per_s_per_process": round(idle.sleeps / baseline.wall / processes, 1),
+        }
+    return per
 
 
 def worker_shares(
@@ -384,6 +430,9 @@ async def measure(
         "baseline_percent": baseline.role_percent() if baseline is not None else None,
         "ms_per_message": net,
         "ms_per_message_raw": raw,
+        # Our processes in detail (see loadtests.roles.Detail), per message, net of idle.
+        "detail_per_message": _net_detail(window, baseline, stats.accepted),
+        "baseline_detail": _idle_detail(baseline),
         **worker_shares(window, cluster.names, churn, _stored(stored_before, stored_after)),
         "profiles": profiles,
         **busy,

@@ -124,6 +124,24 @@ def _add_first(model: dict[str, Any]) -> str:
     return f"cores for {model['largest_role']} (largest share)"
 
 
+def _detail_cells(detail: dict[str, float] | None) -> list[str]:
+    if detail is None:
+        return ["-"] * 5
+    return [
+        _ms(detail["run_ms"]),
+        _ms(detail["user_ms"]),
+        _ms(detail["system_ms"]),
+        f"{detail['sleeps']:.1f}",
+        f"{detail['preempted']:.2f}",
+    ]
+
+
+def _idle_cell(idle: dict[str, float] | None) -> str:
+    if idle is None:
+        return "-"
+    return f"{idle['run_percent_per_process']:.2f}%, {idle['sleeps_per_s_per_process']:.0f}/s"
+
+
 def _worker(detail: dict[str, Any]) -> str:
     share = "-" if detail["share"] is None else f"{detail['share'] * 100:.0f}%"
     messages = detail.get("message_share")
@@ -161,6 +179,44 @@ def render(result: dict[str, Any]) -> str:
     headers += [*CLUSTER_ROLES, "cluster", "generator", "busy%"]
     if table:
         parts.append(text_table(headers, table, left=3))
+    detailed = [
+        [
+            str(r["nodes"]),
+            str(r["workers"]),
+            _label(r),
+            f"{r['accepted_per_s']:.0f}",
+            _ms(r["ms_per_message"]["servers"]),
+            *_detail_cells(r.get("detail_per_message", {}).get("servers")),
+            _idle_cell((r.get("baseline_detail") or {}).get("servers")),
+        ]
+        for r in rows
+        if (r.get("detail_per_message") or {}).get("servers")
+    ]
+    if detailed:
+        parts += [
+            "",
+            "servers in detail, per message, net of idle: ticks = utime+stime as above; run ="
+            " time on a CPU by the scheduler's exact clock; user, sys (ticks); sleeps = times a"
+            " thread blocked (the event loop waiting for I/O), preempted = taken off a CPU;"
+            " idle = each node's baseline (run % of a core, sleeps/s)",
+            text_table(
+                [
+                    "nodes",
+                    "workers",
+                    "workload",
+                    "acc/s",
+                    "ticks ms",
+                    "run ms",
+                    "user ms",
+                    "sys ms",
+                    "sleeps",
+                    "preempted",
+                    "idle per node",
+                ],
+                detailed,
+                left=3,
+            ),
+        ]
     shares = [
         [
             str(r["nodes"]),

@@ -77,3 +77,20 @@ def test_the_meter_counts_a_process_born_inside_the_window_until_its_last_sample
     # Counted from zero (born inside the window): its start-up and its loop.
     assert window.cpu["workers"][busy.pid] > 0
     assert window.cpu["generator"][os.getpid()] >= 0
+
+
+def test_our_processes_are_read_in_detail_on_the_schedulers_clock() -> None:
+    pids: list[int] = []
+    meter = RoleMeter(lambda: {"servers": pids, "redis": []})
+    work = "import sys, time; sum(range(5_000_000)); time.sleep(0.05); print('done', flush=True)"
+    busy = subprocess.Popen([sys.executable, "-c", work + "; sys.stdin.read()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    pids.append(busy.pid)
+    meter.start()
+    assert busy.stdout is not None and busy.stdout.readline() == "done\n"
+    window = meter.stop()
+    busy.communicate("")
+    detail = window.role_detail("servers")
+    # The loop ran on a CPU, then the process slept (time.sleep, then reading stdin).
+    assert detail.run > 0 and detail.sleeps >= 1
+    assert "redis" not in window.detail  # services are read coarse only

@@ -3,6 +3,8 @@ and the client address behind proxies."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
 from engineio.packet import MESSAGE, PING, Packet
@@ -57,6 +59,25 @@ async def test_discarding_empties_the_buffer_and_wakes_the_writer() -> None:
     assert await queue.get() is None
     queue.task_done()
     await queue.join()  # every frame was marked done: a close(wait=True) does not hang
+
+
+async def test_a_frame_put_while_the_writer_waits_is_handed_to_it() -> None:
+    queue, _ = buffer()
+    waiting = queue.get()  # a future: engine.io's wait_for awaits it without a task
+    assert isinstance(waiting, asyncio.Future) and not waiting.done()
+    queue.put_nowait(Packet(MESSAGE, "abc"))
+    assert waiting.done() and waiting.result().data == "abc"
+    assert queue.qsize() == 0 and queue.bytes == 0 and queue.waiting_since is None
+    queue.task_done()
+
+
+async def test_a_wait_that_timed_out_takes_no_frame() -> None:
+    queue, _ = buffer()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(queue.get(), 0.001)
+    queue.put_nowait(Packet(MESSAGE, "kept"))
+    assert queue.qsize() == 1 and queue.bytes == 4
+    assert (await asyncio.wait_for(queue.get(), 1.0)).data == "kept"
 
 
 def test_the_ack_id_of_an_event_packet() -> None:

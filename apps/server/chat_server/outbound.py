@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from typing import Any
 
 import socketio
@@ -67,6 +68,12 @@ class SendBuffer(asyncio.Queue[Any]):
 
     Over a bound, it refuses every frame from then on (None, the writer's stop signal,
     still passes) and tells ``on_overflow`` once.
+
+    ``get`` returns a future rather than a coroutine. engine.io's writer waits for each
+    frame with ``asyncio.wait_for(queue.get(), timeout)``, which on Python 3.11 wraps a
+    coroutine in a task of its own: one task created, scheduled and run per frame, on
+    every delivery. A future is awaited as it is, and a frame put while the writer waits
+    is handed to it at once.
     """
 
     def __init__(
@@ -83,10 +90,26 @@ class SendBuffer(asyncio.Queue[Any]):
         self.waiting_since: float | None = None
         self.refused: str | None = None
         self._on_overflow = on_overflow
+        self._waiters: deque[asyncio.Future[Any]] = deque()
+
+    def get(self) -> asyncio.Future[Any]:  # type: ignore[override]
+        """The next frame, as a future (cancelling it gives up the wait, no frame lost)."""
+        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._hand_over()
+        return waiter
+
+    def _hand_over(self) -> None:
+        """Give queued frames to the writers waiting for one, oldest first."""
+        while self._waiters and self.qsize():
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a wait that timed out or was cancelled takes nothing
+                waiter.set_result(self.get_nowait())
 
     def put_nowait(self, item: Any) -> None:
         if item is None:
             super().put_nowait(item)
+            self._hand_over()
             return
         if self.refused is not None:
             return  # the socket is being disconnected: nobody will read this
@@ -102,6 +125,7 @@ class SendBuffer(asyncio.Queue[Any]):
             self.waiting_since = now
         self.bytes += size
         super().put_nowait(item)
+        self._hand_over()
 
     def get_nowait(self) -> Any:
         item = super().get_nowait()
@@ -130,6 +154,7 @@ class SendBuffer(asyncio.Queue[Any]):
         self.bytes = 0
         self.waiting_since = None
         super().put_nowait(None)
+        self._hand_over()
 
 
 class _Connection:
