@@ -624,6 +624,58 @@ async def test_rabbitmq_recovers_after_losing_its_connections(harness: Harness) 
     await harness.wait_consumers(1)
 
 
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_rabbitmq_close_acknowledges_what_waits_for_its_ack_delay(harness: Harness) -> None:
+    first, second = message("room-owed", 0), message("room-owed", 1)
+    recorder = Recorder()
+    broker = await harness.make(ack_delay=60.0)  # far beyond the test: only close acks it
+    await harness.worker(recorder, broker)
+    await harness.publisher.publish(first)
+    await recorder.wait_for(1)
+    await asyncio.wait_for(broker.close(), WAIT)
+
+    # It was acknowledged: the next worker gets the next message, not the first again.
+    await harness.publisher.publish(second)
+    following = Recorder()
+    await harness.worker(following, await harness.make())
+    await following.wait_for(1)
+    assert following.stored["room-owed"] == [second.id]
+
+
+@pytest.mark.skipif(shutil.which("rabbitmqctl") is None and not in_ci(), reason="needs rabbitmqctl")
+@pytest.mark.parametrize("harness", ["rabbitmq"], indirect=True)
+async def test_rabbitmq_acknowledges_handled_batches_together_within_the_ack_delay(
+    harness: Harness,
+) -> None:
+    batches = [message("room-late-ack", n) for n in range(3)]
+    recorder = Recorder()
+    worker = await harness.make(ack_delay=0.3)
+    await harness.worker(recorder, worker)
+    await harness.wait_consumers(1)
+    for msg in batches:
+        await harness.publisher.publish(msg)
+        await recorder.wait_for(batches.index(msg) + 1)  # one batch each
+
+    async def all_settled() -> None:
+        queues = set(harness.publisher.queue_names())
+        while True:
+            lines = await rabbitmqctl(
+                "list_queues", "-q", "--no-table-headers", "name", "messages_unacknowledged"
+            )
+            unacked = {n: int(c) for n, c in (line.split("\t") for line in lines) if n in queues}
+            if len(unacked) == len(queues) and not any(unacked.values()):
+                return
+            await asyncio.sleep(0.1)  # no event tells a settle: poll
+
+    await asyncio.wait_for(all_settled(), WAIT)
+    # Settled for good: a lost connection brings none of them back.
+    assert await close_connections(f"chat-broker {harness.prefix}") >= 2
+    after = message("room-late-ack", 3)
+    await asyncio.wait_for(publish_when_back(harness.publisher, after), WAIT)
+    await recorder.wait_for(4)
+    assert recorder.stored["room-late-ack"] == [m.id for m in [*batches, after]]
+
+
 async def publish_when_back(broker: MessageBroker, msg: Message) -> None:
     while True:
         try:

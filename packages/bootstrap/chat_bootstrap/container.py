@@ -203,6 +203,7 @@ class Container(containers.DeclarativeContainer):
             partitions=settings.provided.rabbitmq_partitions,
             max_attempts=settings.provided.rabbitmq_max_attempts,
             publish_timeout=settings.provided.broker_publish_timeout,
+            ack_delay=settings.provided.rabbitmq_ack_delay_seconds,
             group=worker_group,
         ),
     )

@@ -80,7 +80,13 @@ class RabbitMQBroker(MessageBroker):
     stays the fence: during a handover two workers may be subscribed, one consumes.
 
     A consumer holds up to ``batch_size`` unacknowledged messages per partition, hands
-    them on as one batch, and acks them only after the handler returned. A failing
+    them on as one batch, and acks them only after the handler returned. With
+    ``ack_delay``, a partition's handled batches are acknowledged together, with one
+    ``multiple`` ack, at most that long after the first of them was handled (or once half
+    a batch's worth is owed, or when the partition is let go): at a modest rate a batch
+    is one message, and each ack is a settle command in the quorum queue's log. A worker
+    killed meanwhile leaves those messages to be delivered again (stored once, emitted
+    again, as for the batch in hand). A failing
     message is retried in place (its room waits) and after ``max_attempts``
     dead-lettered to ``{prefix}.dead`` and logged. There it stays until replayed. That
     queue's order means little: RabbitMQ's at-least-once dead-letter worker republishes
@@ -106,11 +112,14 @@ class RabbitMQBroker(MessageBroker):
         reconnect_interval: float = 2.0,
         close_timeout: float = 30.0,
         batch_size: int = 64,
+        ack_delay: float = 0.0,
         group: WorkerGroup | None = None,
     ) -> None:
         if partitions < 1 or max_attempts < 1 or batch_size < 1:
             raise ValueError("partitions, max_attempts and batch_size must be at least 1")
-        self._batch_size = batch_size
+        if ack_delay < 0:
+            raise ValueError("ack_delay must not be negative")
+        self._batch_size, self._ack_delay = batch_size, ack_delay
         self._url, self._prefix, self._partitions = url, prefix, partitions
         self._max_attempts, self._publish_timeout = max_attempts, publish_timeout
         self._retry_backoff, self._reconnect_interval = retry_backoff, reconnect_interval
@@ -462,10 +471,28 @@ class RabbitMQBroker(MessageBroker):
             log.warning("could not leave the worker group, our lease will run out: %s", exc)
 
     async def _drain(self, partition: _Partition, handler: MessageBatchHandler) -> None:
+        try:
+            await self._drain_until_stopped(partition, handler)
+        finally:
+            # What was handled is acknowledged before the channel closes, on a hard stop
+            # too (it is stored); the batch in hand, unhandled, is delivered again.
+            await partition.settle_owed()
+
+    async def _drain_until_stopped(
+        self, partition: _Partition, handler: MessageBatchHandler
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while not partition.stop.is_set():
+            if partition.owed is not None and loop.time() >= partition.owed_until:
+                await partition.settle_owed()
             if not partition.pending:
                 partition.arrived.clear()
-                await partition.arrived.wait()
+                if partition.owed is None:
+                    await partition.arrived.wait()
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout_at(partition.owed_until):
+                            await partition.arrived.wait()
                 continue
             taken = [
                 partition.pending.popleft()
@@ -496,8 +523,13 @@ class RabbitMQBroker(MessageBroker):
             )
             self._handled[partition.index] += sum(o is Outcome.HANDLED for o in outcomes)
             if all(outcome is Outcome.HANDLED for outcome in outcomes):
-                await _settle(batch[-1][0].ack(multiple=True))  # the whole batch at once
+                # The whole batch at once, with those handled before it if still owed.
+                partition.owe(batch[-1][0], len(batch), loop.time() + self._ack_delay)
+                if self._ack_delay <= 0 or partition.owed_count * 2 >= self._batch_size:
+                    await partition.settle_owed()
                 continue
+            # Settled one by one below: a later ``multiple`` ack must not cover them.
+            await partition.settle_owed()
             for (incoming, message), outcome in zip(batch, outcomes, strict=True):
                 if outcome is Outcome.HANDLED:
                     await _settle(incoming.ack())
@@ -627,10 +659,26 @@ class _Partition:
     stop: asyncio.Event = field(default_factory=asyncio.Event)  # let go after the batch in hand
     channel: AbstractChannel | None = None
     drain: asyncio.Task[None] | None = None
+    # Handled, not yet acknowledged: the last such delivery (one ``multiple`` ack settles
+    # it and every earlier one on this channel), how many, and by when to ack them.
+    owed: AbstractIncomingMessage | None = None
+    owed_count: int = 0
+    owed_until: float = 0.0
 
     async def arrive(self, incoming: AbstractIncomingMessage) -> None:
         self.pending.append(incoming)
         self.arrived.set()
+
+    def owe(self, last: AbstractIncomingMessage, count: int, until: float) -> None:
+        if self.owed is None:
+            self.owed_until = until
+        self.owed, self.owed_count = last, self.owed_count + count
+
+    async def settle_owed(self) -> None:
+        owed, self.owed, self.owed_count = self.owed, None, 0
+        if owed is not None and _channel_open(owed):
+            # A closed channel's deliveries come again anyway (stored once).
+            await _settle(owed.ack(multiple=True))
 
 
 def _show_held(lost: set[int], held: set[int]) -> None:
