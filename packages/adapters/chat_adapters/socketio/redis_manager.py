@@ -43,7 +43,6 @@ from chat_adapters.socketio.fan_out import InlineFanOutManager
 from chat_adapters.socketio.notifier import USER_ROOM_PREFIX
 from chat_adapters.socketio.room_directory import Room, RoomDirectory
 from chat_adapters.socketio.routing import batch_head, packed, routed_rooms, unpacked
-from chat_adapters.socketio.subscription import RedisSubscription
 from chat_domain.errors import Unavailable
 
 default_log = logging.getLogger("chat.socketio.redis")
@@ -215,17 +214,8 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
             restart = True
         else:
             problem, definite = await self._canary_round_trip()
-            # A listener still (re)subscribing retries by itself: not a dead one, only
-            # not ready. (Its connection opens in a few round trips; a probe right after
-            # a restart would otherwise find "no subscriber" and restart it again.)
-            subscribing = problem is not None and not self.directory.subscribed.is_set()
-            if subscribing:
-                problem = f"subscribing ({problem})"
-            late = problem is not None and not definite and not subscribing
-            self._missed_echoes = self._missed_echoes + 1 if late else 0
-            restart = not subscribing and (
-                definite or self._missed_echoes >= MISSED_ECHOES_BEFORE_RESTART
-            )
+            self._missed_echoes = self._missed_echoes + 1 if problem and not definite else 0
+            restart = definite or self._missed_echoes >= MISSED_ECHOES_BEFORE_RESTART
         self._problem = problem
         LISTENER_UP.labels(self.channel).set(0 if problem else 1)
         if problem is None:
@@ -402,28 +392,25 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
         shared, canary = self.channel.encode(), self._canary_channel.encode()
         own = self._node_channel.encode()
         delay = RESUBSCRIBE_DELAY_MIN
-        channels = (self.channel, self._canary_channel, self._node_channel)
         while True:
-            subscription: RedisSubscription | None = None
+            pubsub = self._redis().pubsub()
+            self.pubsub = pubsub
             run = self._listening = object()
             try:
-                # Read off its own connection, not redis-py's PubSub (see .subscription).
-                subscription = await RedisSubscription.open(
-                    self.redis_url, channels, self.redis_options.get("client_name")
-                )
-                self.pubsub = subscription
+                await pubsub.subscribe(self.channel, self._canary_channel, self._node_channel)
                 delay = RESUBSCRIBE_DELAY_MIN
-                async for kind, channel, data in subscription.replies():
-                    if kind == b"message" and channel in (shared, own):
-                        emits = self._unpack(data)
+                async for message in pubsub.listen():
+                    kind, channel = message.get("type"), message.get("channel")
+                    if kind == "message" and channel in (shared, own):
+                        emits = self._unpack(message["data"])
                         self._count_received(len(emits))
                         if channel == own:
                             self._forget_rooms_not_held(emits)
-                        for emit in emits:
-                            yield emit
-                    elif kind == b"message" and channel == canary:
-                        self._on_echo(data)
-                    elif kind == b"subscribe" and channel == own:
+                        for data in emits:
+                            yield data
+                    elif kind == "message" and channel == canary:
+                        self._on_echo(message["data"])
+                    elif kind == "subscribe" and channel == own:
                         # Confirmed by Redis: events published from now on reach this node,
                         # so it may be listed (again: Redis may have lost the directory).
                         self.directory.subscribed.set()
@@ -451,10 +438,9 @@ class SupervisedRedisManager(socketio.AsyncRedisManager, InlineFanOutManager):  
                 if self._listening is run:  # not a newer listener's subscription
                     self.directory.subscribed.clear()
                 # Bounded too: closing a connection Redis already dropped can hang.
-                if subscription is not None:
-                    with contextlib.suppress(Exception):
-                        async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
-                            await subscription.aclose()
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(LISTENER_STOP_TIMEOUT_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     def _forget_rooms_not_held(self, emits: list[Any]) -> None:
         """An event came with no room this node holds: it is still listed in one (an
