@@ -19,7 +19,12 @@ from chat_domain.ports.webhooks import (
     WebhookSender,
 )
 from chat_domain.usecases.messages import DeleteMessage, EditMessage, SendMessage, StoreMessages
-from chat_domain.usecases.rooms import AddMember, CreateGroupRoom, RemoveMember
+from chat_domain.usecases.rooms import (
+    AddMember,
+    CreateGroupRoom,
+    OpenDirectRoom,
+    RemoveMember,
+)
 from chat_domain.usecases.server_api import SetRoomMembers
 from chat_domain.usecases.webhook_relay import WebhookRelay
 from chat_domain.usecases.webhooks import WebhookAnnouncements, WebhookDispatcher
@@ -204,6 +209,27 @@ async def test_a_new_group_room_announces_each_of_its_members(
         for uid in (alice.id, bob.id, carol.id)
     ]
     assert len({e.id for e in outbox.published}) == 3
+
+
+async def test_a_direct_room_announces_both_users_when_created_and_the_caller_coming_back(
+    world: World, outbox: RecordingOutbox, announcements: WebhookAnnouncements, relay: WebhookRelay
+) -> None:
+    alice, bob = [await world.user(n) for n in ("alice", "bob")]
+    open_direct = OpenDirectRoom(
+        world.storage, world.notifier, world.clock, world.ids, webhooks=announcements
+    )
+
+    room = (await open_direct(alice.id, [bob.id]))[0].room
+    await open_direct(alice.id, [bob.id])  # already both members: nothing to announce
+    await RemoveMember(world.storage, world.notifier, world.clock)(bob.id, room.id, bob.id)
+    await open_direct(bob.id, [alice.id])  # bob comes back
+    await relay.relay()
+
+    added = [
+        (e.data["user_id"], e.data["by"]) for e in outbox.published if e.type == "member.added"
+    ]
+    assert added == [(alice.id, alice.id), (bob.id, alice.id), (bob.id, bob.id)]
+    assert all(e.room_id == room.id for e in outbox.published)
 
 
 async def test_a_committed_edit_succeeds_though_the_outbox_is_down_and_its_event_waits(

@@ -494,6 +494,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         ids=ids,
         max_rooms_per_user=settings.provided.max_rooms_per_user,
+        webhooks=webhook_announcements,
     )
     get_room = providers.Factory(GetRoom, uow=uow)
     list_rooms = providers.Factory(ListRooms, uow=uow)

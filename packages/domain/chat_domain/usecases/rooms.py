@@ -102,6 +102,9 @@ class OpenDirectRoom:
     who left comes back only by opening it themselves. Until then the caller has the room
     without them, and what the caller sends there reaches only the caller. A user who
     blocks the caller cannot be reached this way at all (``Forbidden``).
+
+    Whoever it makes a member is announced to webhooks as ``member.added`` (both users
+    when it creates the room, the caller when they come back), by the caller.
     """
 
     def __init__(
@@ -111,9 +114,11 @@ class OpenDirectRoom:
         clock: Clock,
         ids: IdGenerator,
         max_rooms_per_user: int = 1000,
+        webhooks: WebhookAnnouncements | None = None,
     ) -> None:
         self._uow, self._notifier, self._clock, self._ids = uow, notifier, clock, ids
         self._max_rooms = max_rooms_per_user
+        self._webhooks = webhooks
 
     async def __call__(
         self, creator_id: str, member_ids: Sequence[str]
@@ -142,6 +147,7 @@ class OpenDirectRoom:
                     uow, room, (creator_id, other_id) if created else (creator_id,)
                 )
                 members = await uow.rooms.members(room.id)
+                await self._announce(uow, room, joined, creator_id)
                 await uow.commit()
         except Conflict:
             # Both users opened the pair's room at once and the other won: answer with theirs.
@@ -151,13 +157,23 @@ class OpenDirectRoom:
                     raise
                 joined = await self._rejoin(uow, room, (creator_id,))
                 members = await uow.rooms.members(room.id)
+                await self._announce(uow, room, joined, creator_id)
                 await uow.commit()
             created = False
         for uid in joined:
             await self._notifier.emit_to_users(
                 [uid], MEMBER_ADDED, {"room_id": room.id, "user_id": uid}
             )
+        if joined and self._webhooks is not None:
+            self._webhooks.relay_soon()
         return RoomDetails(room, members), created
+
+    async def _announce(
+        self, uow: UnitOfWork, room: Room, joined: list[str], actor_id: str
+    ) -> None:
+        """Record ``member.added`` for who joined, in the room's own transaction."""
+        if joined and self._webhooks is not None:
+            await self._webhooks.members_added(uow, room.id, joined, actor_id)
 
     async def _rejoin(self, uow: UnitOfWork, room: Room, user_ids: tuple[str, ...]) -> list[str]:
         """Make these users members (again): the caller who left the pair's room gets it back,
