@@ -45,8 +45,15 @@ def _check_room_row(row: dict[str, Any]) -> None:
 
 def _bench(output: Path, *options: str, timeout: float) -> tuple[str, dict[str, Any]]:
     """Run ``python -m loadtests.bench --quick`` with ``options``: its stdout and JSON report."""
+    return _load_tool("loadtests.bench", output, *options, timeout=timeout)
+
+
+def _load_tool(
+    module: str, output: Path, *options: str, timeout: float
+) -> tuple[str, dict[str, Any]]:
+    """Run ``python -m <module> --quick`` with ``options``: its stdout and JSON report."""
     run = subprocess.run(
-        [sys.executable, "-m", "loadtests.bench", "--quick", *options, "--output", str(output)],
+        [sys.executable, "-m", module, "--quick", *options, "--output", str(output)],
         cwd=REPO,
         env=clean_env({}),
         capture_output=True,
@@ -184,21 +191,12 @@ def test_bench_scaling_measures_every_role_for_every_node_and_worker_count(
         require(service)
     from loadtests.scaling import ROLES
 
-    output = tmp_path / "scaling.json"
-    run = subprocess.run(
-        [
-            *(sys.executable, "-m", "loadtests.bench", "--scaling", "--quick"),
-            *("--nodes", "1,2", "--workers", "1,2", "--rate", "10", "--duration", "3"),
-            *("--drain", "15", "--baseline", "1", "--churn", "--output", str(output)),
-        ],
-        cwd=REPO,
-        env=clean_env({}),
-        capture_output=True,
-        text=True,
+    stdout, report = _bench(
+        tmp_path / "scaling.json",
+        *("--scaling", "--nodes", "1,2", "--workers", "1,2", "--rate", "10", "--duration", "3"),
+        *("--drain", "15", "--baseline", "1", "--churn"),
         timeout=300,
     )
-    assert run.returncode == 0, run.stderr[-3000:] + run.stdout[-3000:]
-    report = json.loads(output.read_text())
     assert report["mode"] == "scaling" and report["errors"] == []
     rows = {(r["nodes"], r["workers"], r["workload"], r["churn"]): r for r in report["results"]}
     # The nodes line (1 worker) with both workloads, the workers line on 2 nodes, the churn.
@@ -230,6 +228,36 @@ def test_bench_scaling_measures_every_role_for_every_node_and_worker_count(
     # The churn phase started a worker and killed one: three workers measured in it.
     assert len(rows[(2, 2, "mixed", True)]["workers_detail"]) == 3
     assert {(c["nodes"], c["workers"]) for c in report["capacity"]} == {(1, 1), (2, 1), (2, 2)}
-    assert "CPU per accepted message" in run.stdout and "capacity model" in run.stdout
+    assert "CPU per accepted message" in stdout and "capacity model" in stdout
     if importlib.util.find_spec("matplotlib") is not None:
-        assert output.with_suffix(".png").stat().st_size > 0
+        assert (tmp_path / "scaling.png").stat().st_size > 0
+
+
+def test_bench_floor_measures_the_cluster_the_reference_and_each_service_in_one_run(
+    tmp_path: Path,
+) -> None:
+    for service in (POSTGRES, REDIS, RABBITMQ):
+        require(service)
+    stdout, report = _load_tool(
+        "loadtests.floor",
+        tmp_path / "floor.json",
+        *("--rate", "20", "--duration", "2", "--baseline", "1", "--drain", "15"),
+        timeout=300,
+    )
+    assert report["mode"] == "floor"
+    (measured,) = report["rounds"]
+    for workload in ("mixed", "direct-cross"):
+        cluster, reference = measured["after"][workload], measured["reference"][workload]
+        for row in (cluster, reference):
+            assert row["accepted"] == row["sent"] > 0, row
+            assert row["delivered"] == row["deliveries_expected"] > 0, row
+            assert row["lost"] == row["duplicated"] == row["order_violations"] == 0, row
+        assert reference["count"] == reference["accepted"] and reference["ms_per_message"] > 0
+    # Each service did its operations (every publish confirmed and consumed, every row
+    # stored, every publish read by every subscriber) while its CPU was read.
+    for name in ("rabbitmq", "rabbitmq classic", "postgres", "redis"):
+        service = measured["services"][name]
+        assert service["count"] == 40 and service["ms_per_message"] >= 0, (name, service)
+    lines = {line["workload"]: line for line in report["summary"]}
+    assert set(lines) == {"mixed", "direct-cross"}
+    assert "floor" in stdout and lines["mixed"]["before"] is None
