@@ -43,10 +43,12 @@ from typing import Any
 
 import orjson
 
+# The send's check as the PostgreSQL adapter asks it: the floor follows it if it changes.
+from chat_adapters.sql.send_checks import SEND_CHECK
 from loadtests import phases, report
 from loadtests.roles import GENERATOR, RoleMeter, Window, service_pids
-from loadtests.scaling import QUICK_WORKLOAD, Accounts
-from loadtests.targets import POSTGRES_ADMIN_DSN, start_reference
+from loadtests.scaling import QUICK_WORKLOAD, Accounts, ScalingSettings, connect_and_warm
+from loadtests.targets import POSTGRES_ADMIN_DSN, Target, start_reference
 from loadtests.workloads import DIRECT_CROSS, MIXED, Workload
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,13 +115,10 @@ async def metered(
 
 
 def _net(role: str, idle: Window, busy: Window, count: int) -> dict[str, float]:
-    idle_rate = sum(idle.cpu.get(role, {}).values()) / idle.wall
-    spent = sum(busy.cpu.get(role, {}).values())
-    net = max(spent - idle_rate * busy.wall, 0.0)
     return {
-        "ms_per_message": round(1000 * net / max(count, 1), 3),
-        "idle_percent": round(100 * idle_rate, 2),
-        "busy_percent": round(100 * spent / busy.wall, 2),
+        "ms_per_message": round(1000 * busy.net_seconds(role, idle) / max(count, 1), 3),
+        "idle_percent": round(100 * idle.net_seconds(role, None) / idle.wall, 2),
+        "busy_percent": round(100 * busy.net_seconds(role, None) / busy.wall, 2),
     }
 
 
@@ -219,12 +218,6 @@ CREATE TABLE messages (
     UNIQUE (room_id, seq)
 );
 """
-# The send's check, as chat_adapters.sql.send_checks asks it.
-_CHECK = """
-SELECT
-    EXISTS (SELECT 1 FROM memberships WHERE room_id = $1 AND user_id = $2),
-    EXISTS (SELECT 1 FROM messages WHERE id = $3 AND room_id = $1)
-"""
 # The store of one message: the room's next seq and the row, one statement (autocommit:
 # its own transaction, committed to the WAL before it answers, as the worker's is).
 _STORE = """
@@ -260,7 +253,7 @@ async def postgres_floor(rate: float, duration: float, baseline: float) -> dict[
                     users[n % len(users)],
                     str(uuid.uuid4()),
                 )
-                record = await server.fetchrow(_CHECK, room, user, message_id)
+                record = await server.fetchrow(SEND_CHECK, room, user, message_id)
                 assert record is not None and record[0] and not record[1]
                 await worker.execute(_STORE, room, message_id, user, f"bench {n}", f"floor-{n}")
 
@@ -345,49 +338,43 @@ async def redis_floor(
 # -- the reference, on the scaling mode's workloads -------------------------------------------
 
 
-async def reference_rows(
-    rate: float, duration: float, drain: float, baseline: float, warm_up: float, workload: Workload
-) -> dict[str, dict[str, Any]]:
-    """The scaling mode's workloads at ``rate`` against the reference server: its CPU per
-    message, net of its idle baseline, and whether every message reached every member."""
+async def reference_rows(settings: ScalingSettings) -> dict[str, dict[str, Any]]:
+    """The scaling mode's workloads at the settings' rate against the reference server: its
+    CPU per message, net of its idle baseline, and whether every message reached every
+    member."""
     target = await asyncio.to_thread(start_reference)
-    rows: dict[str, dict[str, Any]] = {}
     try:
-        accounts = await Accounts.set_up(target, workload)
-        pid = target.pids()[0]
-        for name in WORKLOADS:
-            progress = phases.Progress(f"reference {name}")
-            population = accounts.population(name, target.urls, workload.seed)
-            shares = workload.shares() if name == MIXED else {"direct": 1.0}
-            try:
-                progress.update(f"connecting {len(population.members)} sockets", force=True)
-                await population.connect_all()
-                senders = accounts.senders(name, population, shares, workload.seed)
-                await phases.open_loop(population, rate, warm_up, progress, senders=senders)
-                await phases.drain(population, drain)
-
-                async def phase(
-                    name: str = name,
-                    population: Any = population,
-                    progress: Any = progress,
-                    senders: Any = senders,
-                ) -> int:
-                    with phases.generator_gc_paused():
-                        stats = await phases.open_loop(
-                            population, rate, duration, progress, senders=senders
-                        )
-                        await phases.drain(population, drain)
-                    rows[name] = phases.summarize(stats, duration, population.tracker.lost())
-                    return int(stats.accepted)
-
-                measured = await metered("servers", lambda: [pid], baseline, phase)
-                rows[name] |= measured
-                progress.done(f"{measured['ms_per_message']} ms/msg")
-            finally:
-                await population.close()
+        accounts = await Accounts.set_up(target, settings.workload)
+        return {
+            name: await _reference_workload(accounts, target, name, settings) for name in WORKLOADS
+        }
     finally:
         await asyncio.to_thread(target.stop)
-    return rows
+
+
+async def _reference_workload(
+    accounts: Accounts, target: Target, name: str, settings: ScalingSettings
+) -> dict[str, Any]:
+    progress = phases.Progress(f"reference {name}")
+    population = accounts.population(name, target.urls, settings.workload.seed)
+    row: dict[str, Any] = {}
+    try:
+        senders = await connect_and_warm(accounts, name, population, settings, progress)
+
+        async def phase() -> int:
+            with phases.generator_gc_paused():
+                stats = await phases.open_loop(
+                    population, settings.rate, settings.duration, progress, senders=senders
+                )
+                await phases.drain(population, settings.drain)
+            row.update(phases.summarize(stats, settings.duration, population.tracker.lost()))
+            return int(stats.accepted)
+
+        row |= await metered("servers", target.pids, settings.baseline, phase)
+        progress.done(f"{row['ms_per_message']} ms/msg")
+        return row
+    finally:
+        await population.close()
 
 
 # -- the cluster, before and after --------------------------------------------------------------
@@ -431,21 +418,47 @@ async def services_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return found
 
 
-def one_round(args: argparse.Namespace, index: int) -> dict[str, Any]:
+def one_round(args: argparse.Namespace, index: int, errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each part of a round in turn; a part that fails is left out of the round, its error
+    listed, and the run goes on (a long run keeps what it measured)."""
     variants = [("after", sys.executable)]
     if args.before:
         variants.append(("before", args.before))
         if index % 2:  # alternate which goes first: A B, B A, ...
             variants.reverse()
+    parts: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        (label, lambda python=python, label=label: cluster_rows(python, args, label))
+        for label, python in variants
+    ]
+    parts += [
+        ("reference", lambda: asyncio.run(reference_rows(_scaling_settings(args)))),
+        ("services", lambda: asyncio.run(services_round(args))),
+    ]
     measured: dict[str, Any] = {"round": index + 1, "probe_ms": report.cpu_probe_ms()}
-    for label, python in variants:
-        measured[label] = cluster_rows(python, args, label)
-    workload = QUICK_WORKLOAD if args.quick else Workload()
-    measured["reference"] = asyncio.run(
-        reference_rows(args.rate, args.duration, args.drain, args.baseline, args.warm_up, workload)
-    )
-    measured["services"] = asyncio.run(services_round(args))
+    for part, run in parts:
+        try:
+            measured[part] = run()
+        except Exception as exc:
+            errors.append({"round": index + 1, "part": part, "error": repr(exc)})
+            print(f"floor: round {index + 1}, {part} failed: {exc!r}", file=sys.stderr)
     return measured
+
+
+def _scaling_settings(args: argparse.Namespace) -> ScalingSettings:
+    """The scaling mode's settings for the reference's phases: the cluster's rate, phase,
+    drain, baseline, warm-up and workload (one node; no churn)."""
+    return ScalingSettings(
+        nodes=(1,),
+        workers=(1,),
+        worker_nodes=1,
+        rate=args.rate,
+        duration=args.duration,
+        drain=args.drain,
+        baseline=args.baseline,
+        churn=False,
+        workload=QUICK_WORKLOAD if args.quick else Workload(),
+        warm_up=args.warm_up,
+    )
 
 
 def _cluster_ms(row: Mapping[str, Any]) -> float:
@@ -455,46 +468,61 @@ def _cluster_ms(row: Mapping[str, Any]) -> float:
 FLOOR_SERVICES = ("rabbitmq", "postgres", "redis")  # "rabbitmq classic" is shown beside
 
 
-def _median(rounds: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> float:
-    return float(statistics.median(value(r) for r in rounds))
+def _found(rounds: list[dict[str, Any]], value: Callable[[dict[str, Any]], float]) -> list[float]:
+    """``value`` of each round that has it (a part that failed is missing from its round)."""
+    found = []
+    for measured in rounds:
+        with contextlib.suppress(KeyError, TypeError):
+            found.append(float(value(measured)))
+    return found
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 2) if values else None
 
 
 def _clients(measured: dict[str, Any]) -> float:
     """The bare clients' own CPU per message, the pacing taken off each."""
     services = measured["services"]
-    pacing = services.get("pacing", {}).get("client_ms_per_message", 0.0)
-    return sum(
-        max(services[s].get("client_ms_per_message", 0.0) - pacing, 0.0) for s in FLOOR_SERVICES
-    )
+    pacing = services["pacing"]["client_ms_per_message"]
+    return sum(max(services[s]["client_ms_per_message"] - pacing, 0.0) for s in FLOOR_SERVICES)
 
 
 def summary(rounds: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per workload, medians over the rounds: before, after, the reference, each service,
-    the bare clients, and the floor (reference + services + clients)."""
+    the bare clients, and the floor (reference + services + clients); None for a figure
+    no round has."""
     lines = []
     for name in WORKLOADS:
-        services = {
-            s: _median(rounds, lambda r, s=s: r["services"][s]["ms_per_message"])
+        parts = {
+            s: _median(_found(rounds, lambda r, s=s: r["services"][s]["ms_per_message"]))
             for s in (*FLOOR_SERVICES, "rabbitmq classic")
         }
-        reference = _median(rounds, lambda r, n=name: r["reference"][n]["ms_per_message"])
-        clients = _median(rounds, _clients)
-        floor = reference + sum(services[s] for s in FLOOR_SERVICES) + clients
-        after = [_cluster_ms(r["after"][name]) for r in rounds if name in r.get("after", {})]
-        before = [_cluster_ms(r["before"][name]) for r in rounds if name in r.get("before", {})]
+        parts["reference"] = _median(
+            _found(rounds, lambda r, n=name: r["reference"][n]["ms_per_message"])
+        )
+        parts["clients"] = _median(_found(rounds, _clients))
+        in_floor = [parts[p] for p in ("reference", *FLOOR_SERVICES, "clients")]
+        floor = None if None in in_floor else round(sum(p or 0.0 for p in in_floor), 2)
+        before = _found(rounds, lambda r, n=name: _cluster_ms(r["before"][n]))
         line: dict[str, Any] = {
             "workload": name,
-            "reference": round(reference, 2),
-            **{s: round(v, 2) for s, v in services.items()},
-            "clients": round(clients, 2),
-            "floor": round(floor, 2),
-            "before": round(statistics.median(before), 2) if before else None,
-            "after": round(statistics.median(after), 2) if after else None,
+            **parts,
+            "floor": floor,
+            "before": _median(before),
+            "after": _median(_found(rounds, lambda r, n=name: _cluster_ms(r["after"][n]))),
         }
         if before:
             line["goal"] = round(0.6 * statistics.median(before), 2)
-            line["after_vs_before"] = [round(a / b, 2) for a, b in zip(after, before, strict=False)]
-            line["floor_vs_before"] = round(floor / statistics.median(before), 2)
+            # Each round's pair, where the round has both.
+            line["after_vs_before"] = _found(
+                rounds,
+                lambda r, n=name: round(
+                    _cluster_ms(r["after"][n]) / _cluster_ms(r["before"][n]), 2
+                ),
+            )
+            if floor is not None:
+                line["floor_vs_before"] = round(floor / statistics.median(before), 2)
         lines.append(line)
     return lines
 
@@ -508,9 +536,13 @@ COLUMNS = (
 )  # fmt: skip
 
 
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
 def render(lines: list[dict[str, Any]], settings: Mapping[str, Any]) -> str:
     head = [title for _, title in COLUMNS]
-    rows = [[str(line.get(key, "-")) for key, _ in COLUMNS] for line in lines]
+    rows = [[_cell(line.get(key)) for key, _ in COLUMNS] for line in lines]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
     out = [
         f"settings: {dict(settings)}",
@@ -541,25 +573,36 @@ def main(argv: list[str] | None = None) -> int:
     output: Path = args.output or REPO / "var" / "bench" / f"floor-{started:%Y%m%d-%H%M%S}.json"
     args.workdir = str(output.parent)
     output.parent.mkdir(parents=True, exist_ok=True)
-    rounds = [one_round(args, i) for i in range(args.rounds)]
     settings = {
         k: getattr(args, k)
         for k in ("rate", "duration", "drain", "baseline", "warm_up", "rounds", "quick")
     } | {"before": args.before, "nodes": 2, "workers": 1}
-    lines = summary(rounds)
-    result = {
-        "version": 1,
-        "mode": "floor",
-        "started_at": started.isoformat(timespec="seconds"),
-        "machine": report.machine(),
-        "settings": settings,
-        "summary": lines,
-        "rounds": rounds,
-    }
-    report.write_json(result, output)
-    print(render(lines, settings))
-    print(f"\nJSON: {output}")
-    return 0
+    rounds: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    result: dict[str, Any] = {}
+    try:
+        for index in range(args.rounds):
+            rounds.append(one_round(args, index, errors))
+            # Written after every round: an interrupted run keeps what it measured.
+            result = {
+                "version": 1,
+                "mode": "floor",
+                "started_at": started.isoformat(timespec="seconds"),
+                "machine": report.machine(),
+                "settings": settings,
+                "summary": summary(rounds),
+                "rounds": rounds,
+                "errors": errors,
+            }
+            report.write_json(result, output)
+    except KeyboardInterrupt:
+        errors.append({"error": "interrupted"})
+    if result:
+        print(render(result["summary"], settings))
+        print(f"\nJSON: {output}")
+    for error in errors:
+        print(f"floor: error: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

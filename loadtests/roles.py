@@ -227,3 +227,12 @@ class Window:
     def role_percent(self) -> dict[str, float]:
         """Each role's CPU in % of one core over the window."""
         return {role: round(s / self.wall * 100, 2) for role, s in self.role_seconds().items()}
+
+    def net_seconds(self, role: str, baseline: Window | None) -> float:
+        """The role's CPU seconds beyond what it spends idle: the ``baseline``'s rate (other
+        clients of a shared service, sockets' pings, timers) over this window's wall time."""
+        used = sum(self.cpu.get(role, {}).values())
+        if baseline is None:
+            return used
+        idle_rate = sum(baseline.cpu.get(role, {}).values()) / baseline.wall
+        return max(used - idle_rate * self.wall, 0.0)

@@ -29,7 +29,7 @@ from typing import Any
 from loadtests import phases
 from loadtests.driver import Member, Population, Room, now
 from loadtests.roles import DETAILED_ROLES, GENERATOR, Detail, RoleMeter, Window
-from loadtests.targets import ScalableCluster
+from loadtests.targets import ScalableCluster, Target
 from loadtests.workloads import (
     DIRECT_CROSS,
     MIXED,
@@ -113,7 +113,7 @@ class Accounts:
     room_ids: dict[int, str]  # index in mixed + cross -> room id
 
     @classmethod
-    async def set_up(cls, cluster: ScalableCluster, workload: Workload) -> Accounts:
+    async def set_up(cls, cluster: Target, workload: Workload) -> Accounts:
         population = Population(cluster.urls)
         progress = phases.Progress("scaling set-up")
         try:
@@ -174,16 +174,12 @@ def _net_ms(
     rate over the same wall time (other clients of the shared services, sockets' pings)."""
     raw: dict[str, float | None] = {}
     net: dict[str, float | None] = {}
-    seconds = window.role_seconds()
-    idle = baseline.role_seconds() if baseline is not None else {}
     for role in ROLES:
         if not accepted:
             raw[role] = net[role] = None
             continue
-        used = seconds.get(role, 0.0)
-        idle_rate = idle.get(role, 0.0) / baseline.wall if baseline is not None else 0.0
-        raw[role] = round(used / accepted * 1000, 3)
-        net[role] = round(max(used - idle_rate * window.wall, 0.0) / accepted * 1000, 3)
+        raw[role] = round(window.net_seconds(role, None) / accepted * 1000, 3)
+        net[role] = round(window.net_seconds(role, baseline) / accepted * 1000, 3)
     for values in (raw, net):
         cluster = [values[r] for r in CLUSTER_ROLES]
         values["cluster"] = None if None in cluster else round(sum(c or 0.0 for c in cluster), 3)
@@ -349,6 +345,26 @@ async def _profile(
     return written
 
 
+async def connect_and_warm(
+    accounts: Accounts,
+    workload: str,
+    population: Population,
+    settings: ScalingSettings,
+    progress: phases.Progress,
+) -> Iterator[tuple[Member, Room]]:
+    """Open the population's sockets and send at the rate for ``settings.warm_up`` seconds,
+    not measured (new nodes' first requests, caches, pools; the worker group's loads, whose
+    load-balanced split settles within a few readings); the senders, to go on with."""
+    progress.update(f"connecting {len(population.members)} sockets", force=True)
+    await population.connect_all()
+    shape = settings.workload
+    shares = shape.shares() if workload == MIXED else {"direct": 1.0}
+    senders = accounts.senders(workload, population, shares, shape.seed)
+    await phases.open_loop(population, settings.rate, settings.warm_up, progress, senders=senders)
+    await phases.drain(population, settings.drain)
+    return senders
+
+
 async def measure(
     cluster: ScalableCluster,
     accounts: Accounts,
@@ -363,18 +379,9 @@ async def measure(
     label = f"{nodes} nodes {workers} workers {workload}{' churn' if churn else ''}"
     progress = phases.Progress(f"{plan.next()} {label}")
     population = accounts.population(workload, cluster.urls, seed)
-    shares = settings.workload.shares() if workload == MIXED else {"direct": 1.0}
     meter = RoleMeter(cluster.role_pids)
     try:
-        progress.update(f"connecting {len(population.members)} sockets", force=True)
-        await population.connect_all()
-        senders = accounts.senders(workload, population, shares, seed)
-        # Warm-up, not measured: new nodes' first requests, caches, pools; the group's
-        # loads (a load-balanced split settles within a few of its readings).
-        await phases.open_loop(
-            population, settings.rate, settings.warm_up, progress, senders=senders
-        )
-        await phases.drain(population, settings.drain)
+        senders = await connect_and_warm(accounts, workload, population, settings, progress)
         baseline = None
         if settings.baseline > 0:
             progress.update(f"idle baseline {settings.baseline:g} s", force=True)

@@ -56,6 +56,17 @@ def test_without_a_before_run_there_is_no_goal() -> None:
     assert line["before"] is None and "goal" not in line and line["after"] == 6.0
 
 
+def test_a_part_that_failed_in_a_round_is_left_out_of_that_round_only() -> None:
+    whole = _round(7.0, 6.0, 2.0, SERVICES)
+    failed = {k: v for k, v in _round(9.0, 9.0, 3.0, SERVICES).items() if k != "reference"}
+    mixed = {line["workload"]: line for line in summary([whole, failed])}["mixed"]
+    assert mixed["reference"] == 2.0  # from the round that has it
+    assert mixed["before"] == 8.0 and mixed["after_vs_before"] == [round(6.0 / 7.0, 2), 1.0]
+    nothing = summary([{"round": 1}])[0]
+    assert nothing["floor"] is None and nothing["before"] is None
+    assert "-" in render(summary([{"round": 1}]), {})
+
+
 def test_a_service_is_charged_only_what_it_spent_beyond_its_idle_rate() -> None:
     idle = Window(10.0, {"redis": {1: 0.5}}, {})  # 5% of a core while idle
     busy = Window(20.0, {"redis": {1: 1.0 + 3.0}}, {})  # the idle 1.0 s + 3.0 s of work
